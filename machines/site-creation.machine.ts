@@ -1,0 +1,920 @@
+/**
+ * The site-creation statechart. One actor of this machine runs per FormSG submission.
+ *
+ * The machine is pure: it names its actors, guards and actions, and `src/steps` plugs real
+ * implementations in with `machine.provide()`. Every invoke has an `onError`; every state that
+ * calls the outside world is declared in its `meta.calls`, and its actor receives a `timeoutMs`.
+ *
+ * Retries: a step that fails with a retryable error moves to its sibling `waiting` state, whose
+ * `sleep` actor waits until `context.retry.retryAt`. The deadline lives in context, so a run
+ * restored from a snapshot sleeps only what remains.
+ */
+import { assign, fromPromise, setup } from 'xstate';
+import type { ErrorRecord } from '../src/errors.js';
+
+/** Bump when a change makes persisted snapshots of the previous version unsafe to resume. */
+export const SITE_CREATION_MACHINE_VERSION = 'site-creation@1';
+
+/** What the machine needs from the webhook to authenticate it. */
+export interface WebhookDelivery {
+  signature: string | undefined;
+  body: unknown;
+}
+
+/** The answers of one submission, read by question title. */
+export interface SiteRequest {
+  email: string;
+  agency: string;
+  repoName: string;
+  siteName: string;
+  pointOfContact: string;
+}
+
+export interface CreatedRepo {
+  name: string;
+  fullName: string;
+  url: string;
+  defaultBranch: string;
+}
+
+export interface CreatedApp {
+  appId: string;
+  defaultDomain: string;
+}
+
+/** Something an undo could not remove, for the operations e-mail. */
+export interface LeftBehind {
+  kind: 'repository' | 'amplify-app' | 'database';
+  id: string;
+  where: string;
+  error: ErrorRecord;
+}
+
+export interface RetryState {
+  step: StepName;
+  attempt: number;
+  firstFailedAt: number;
+  retryAt: number;
+}
+
+export interface RetryPolicy {
+  maxAttempts: number;
+  maxElapsedMs: number;
+  baseDelayMs: number;
+  maxDelayMs: number;
+}
+
+export interface SiteCreationInput {
+  runId: string;
+  delivery: WebhookDelivery;
+  policy: RetryPolicy;
+  stepTimeoutMs: number;
+  /** A team to grant push access; the grant is skipped when absent. */
+  team?: string;
+  /** An operations address to tell when an undo fails. */
+  opsEmail?: string;
+}
+
+export interface SiteCreationContext {
+  runId: string;
+  /** Cleared once authenticated: the encrypted body is not kept. */
+  delivery: WebhookDelivery | null;
+  policy: RetryPolicy;
+  stepTimeoutMs: number;
+  team: string | null;
+  opsEmail: string | null;
+  submissionId: string | null;
+  formId: string | null;
+  /** Raw answers, kept until validated. */
+  responses: unknown[] | null;
+  requesterEmail: string | null;
+  request: SiteRequest | null;
+  userId: number | null;
+  siteId: number | null;
+  /** Set when the run starts creating a repository or app, so an undo knows to look. */
+  attempted: { repo: boolean; app: boolean };
+  repo: CreatedRepo | null;
+  app: CreatedApp | null;
+  retry: RetryState | null;
+  /** The error that sent the run to rollback (or to a rejection). */
+  failure: { step: StepName | 'cancelled'; error: ErrorRecord } | null;
+  undone: string[];
+  leftBehind: LeftBehind[];
+  cancelledBy: string | null;
+}
+
+/** The names of the steps, one per invoking state. */
+export type StepName =
+  | 'authenticate'
+  | 'validateRequest'
+  | 'findUser'
+  | 'createSite'
+  | 'createRepository'
+  | 'waitForRepoContent'
+  | 'ensureRepoBranches'
+  | 'grantTeam'
+  | 'recordRepo'
+  | 'createApp'
+  | 'ensureAppBranches'
+  | 'startBuilds'
+  | 'recordDeployment'
+  | 'markSiteReady'
+  | 'sendSuccessMail'
+  | 'deleteApp'
+  | 'deleteRepo'
+  | 'markSiteFailed'
+  | 'sendOpsMail'
+  | 'sendFailureMail'
+  | 'sendRejectionMail';
+
+export type SiteCreationEvent =
+  | { type: 'admission.recorded' }
+  | { type: 'admission.duplicate'; runId: string }
+  | { type: 'run.cancel'; by: string };
+
+export interface AuthenticateOutput {
+  submissionId: string;
+  formId: string;
+  responses: unknown[];
+}
+
+/** A valid request, or the answer that was wrong and whom to tell. */
+export type ValidateOutput =
+  | { request: SiteRequest }
+  | { invalid: ErrorRecord; requesterEmail: string | null };
+
+export type FindUserOutput = { userId: number } | { userId: null };
+
+export type MailKind = 'success' | 'failure' | 'rejection' | 'ops';
+
+/** What every step actor receives: the run as it stands, and how long the call may take. */
+export interface StepInput {
+  step: StepName;
+  context: SiteCreationContext;
+  timeoutMs: number;
+}
+
+export interface SleepInput {
+  until: number;
+}
+
+/** Placeholder implementations: `src/steps` provides the real ones. */
+function unprovided<TOutput>(name: string) {
+  return fromPromise<TOutput, StepInput>(async () => {
+    throw new Error(`actor "${name}" was not provided`);
+  });
+}
+
+const stepInput =
+  (step: StepName) =>
+  ({ context }: { context: SiteCreationContext }): StepInput => ({
+    step,
+    context,
+    timeoutMs: context.stepTimeoutMs,
+  });
+
+/** Exponential backoff with full jitter, never shorter than what the server asked for. */
+export function backoffDelay(policy: RetryPolicy, attempt: number, error: ErrorRecord): number {
+  const ceiling = Math.min(policy.maxDelayMs, policy.baseDelayMs * 2 ** (attempt - 1));
+  const jittered = Math.round(Math.random() * ceiling);
+
+  return Math.max(jittered, error.retryAfterMs ?? 0);
+}
+
+type ErrorEvent = { error: unknown };
+
+function errorOf(event: unknown): ErrorRecord {
+  const error: unknown = (event as ErrorEvent).error;
+  if (error !== null && typeof error === 'object' && 'retryable' in error) {
+    return error as ErrorRecord;
+  }
+
+  return {
+    name: 'UnexpectedError',
+    message: error instanceof Error ? error.message : String(error),
+    retryable: false,
+    service: 'orchestrator',
+  };
+}
+
+const retryOrFail = (step: StepName, failTarget: string) =>
+  [
+    {
+      guard: { type: 'canRetry', params: { step } },
+      target: 'waiting',
+      actions: { type: 'scheduleRetry', params: { step } },
+    },
+    { target: failTarget, actions: { type: 'recordFailure', params: { step } } },
+  ] as const;
+
+const undoOrLeave = (step: StepName, next: string) =>
+  [
+    {
+      guard: { type: 'canRetry', params: { step } },
+      target: 'waiting',
+      actions: { type: 'scheduleRetry', params: { step } },
+    },
+    { target: next, actions: { type: 'recordLeftBehind', params: { step } } },
+  ] as const;
+
+const waiting = {
+  invoke: {
+    src: 'sleep',
+    input: ({ context }: { context: SiteCreationContext }): SleepInput => ({
+      until: context.retry?.retryAt ?? 0,
+    }),
+    onDone: { target: 'running' },
+    onError: { target: 'running' },
+  },
+} as const;
+
+const cancellable = {
+  'run.cancel': {
+    target: '#siteCreation.rollingBack',
+    actions: 'recordCancel',
+  },
+} as const;
+
+export const siteCreationMachine = setup({
+  types: {
+    context: {} as SiteCreationContext,
+    input: {} as SiteCreationInput,
+    events: {} as SiteCreationEvent,
+  },
+  actors: {
+    authenticate: unprovided<AuthenticateOutput>('authenticate'),
+    validateRequest: unprovided<ValidateOutput>('validateRequest'),
+    findUser: unprovided<FindUserOutput>('findUser'),
+    createSite: unprovided<{ siteId: number }>('createSite'),
+    createRepository: unprovided<CreatedRepo>('createRepository'),
+    waitForRepoContent: unprovided<void>('waitForRepoContent'),
+    ensureRepoBranches: unprovided<void>('ensureRepoBranches'),
+    grantTeam: unprovided<void>('grantTeam'),
+    recordRepo: unprovided<void>('recordRepo'),
+    createApp: unprovided<CreatedApp>('createApp'),
+    ensureAppBranches: unprovided<void>('ensureAppBranches'),
+    startBuilds: unprovided<void>('startBuilds'),
+    recordDeployment: unprovided<void>('recordDeployment'),
+    markSiteReady: unprovided<void>('markSiteReady'),
+    deleteApp: unprovided<void>('deleteApp'),
+    deleteRepo: unprovided<void>('deleteRepo'),
+    markSiteFailed: unprovided<void>('markSiteFailed'),
+    sendMail: fromPromise<void, StepInput & { kind: MailKind }>(async () => {
+      throw new Error('actor "sendMail" was not provided');
+    }),
+    sleep: fromPromise<void, SleepInput>(async () => {
+      throw new Error('actor "sleep" was not provided');
+    }),
+  },
+  guards: {
+    canRetry: ({ context, event }, params: { step: StepName }) => {
+      const error = errorOf(event);
+      if (!error.retryable) return false;
+
+      const previous = context.retry?.step === params.step ? context.retry : null;
+      const attempt = (previous?.attempt ?? 0) + 1;
+      const firstFailedAt = previous?.firstFailedAt ?? Date.now();
+
+      return attempt < context.policy.maxAttempts &&
+        Date.now() - firstFailedAt < context.policy.maxElapsedMs;
+    },
+    requestValid: ({ event }) => {
+      const { output } = event as unknown as { output: ValidateOutput };
+
+      return 'request' in output;
+    },
+    hasRequesterEmail: ({ context }) => context.requesterEmail !== null,
+    userFound: ({ event }) => {
+      const { output } = event as unknown as { output: FindUserOutput };
+
+      return output.userId !== null;
+    },
+    hasTeam: ({ context }) => context.team !== null,
+    appAttempted: ({ context }) => context.attempted.app,
+    repoAttempted: ({ context }) => context.attempted.repo,
+    siteExists: ({ context }) => context.siteId !== null,
+    hasLeftBehind: ({ context }) => context.leftBehind.length > 0,
+    opsConfigured: ({ context }) => context.opsEmail !== null,
+  },
+  actions: {
+    scheduleRetry: assign(({ context, event }, params: { step: StepName }) => {
+      const error = errorOf(event);
+      const sameStep = context.retry?.step === params.step;
+      const attempt = sameStep ? (context.retry?.attempt ?? 0) + 1 : 1;
+      const firstFailedAt = sameStep ? (context.retry?.firstFailedAt ?? Date.now()) : Date.now();
+      const retryAt = Date.now() + backoffDelay(context.policy, attempt, error);
+
+      return { retry: { step: params.step, attempt, firstFailedAt, retryAt } };
+    }),
+    clearRetry: assign({ retry: null }),
+    recordFailure: assign(({ event }, params: { step: StepName }) => ({
+      failure: { step: params.step, error: errorOf(event) },
+      retry: null,
+    })),
+    recordLeftBehind: assign(({ context, event }, params: { step: StepName }) => {
+      const error = errorOf(event);
+      const item = leftBehindFor(context, params.step, error);
+
+      return { leftBehind: [...context.leftBehind, item], retry: null };
+    }),
+    recordUndone: assign(({ context }, params: { what: string }) => ({
+      undone: [...context.undone, params.what],
+      retry: null,
+    })),
+    recordCancel: assign(({ event }) => {
+      const by = event.type === 'run.cancel' ? event.by : 'operator';
+
+      return {
+        cancelledBy: by,
+        retry: null,
+        failure: {
+          step: 'cancelled' as const,
+          error: {
+            name: 'CancelledError',
+            message: 'the run was cancelled by an operator',
+            retryable: false,
+            service: 'orchestrator' as const,
+          },
+        },
+      };
+    }),
+  },
+}).createMachine({
+  id: 'siteCreation',
+  initial: 'authenticating',
+  context: ({ input }) => ({
+    runId: input.runId,
+    delivery: input.delivery,
+    policy: input.policy,
+    stepTimeoutMs: input.stepTimeoutMs,
+    team: input.team ?? null,
+    opsEmail: input.opsEmail ?? null,
+    submissionId: null,
+    formId: null,
+    responses: null,
+    requesterEmail: null,
+    request: null,
+    userId: null,
+    siteId: null,
+    attempted: { repo: false, app: false },
+    repo: null,
+    app: null,
+    retry: null,
+    failure: null,
+    undone: [],
+    leftBehind: [],
+    cancelledBy: null,
+  }),
+  states: {
+    authenticating: {
+      description: 'Verifies the FormSG signature against the configured URL and decrypts the body.',
+      invoke: {
+        src: 'authenticate',
+        input: stepInput('authenticate'),
+        onDone: {
+          target: 'accepted',
+          actions: assign(({ event }) => ({
+            delivery: null,
+            submissionId: event.output.submissionId,
+            formId: event.output.formId,
+            responses: event.output.responses,
+          })),
+        },
+        onError: {
+          target: 'rejected',
+          actions: { type: 'recordFailure', params: { step: 'authenticate' } },
+        },
+      },
+    },
+    rejected: {
+      description: 'The webhook failed authentication: answered 400, nothing stored.',
+      type: 'final',
+    },
+    accepted: {
+      description: 'Authenticated; waits for the runner to record the run under its submission id.',
+      on: {
+        'admission.recorded': { target: 'validating' },
+        'admission.duplicate': { target: 'duplicate' },
+      },
+    },
+    duplicate: {
+      description: 'Another run already owns this submission id; nothing new starts.',
+      type: 'final',
+    },
+    validating: {
+      description: 'Reads the answers by question title and checks them against GitHub name rules.',
+      invoke: {
+        src: 'validateRequest',
+        input: stepInput('validateRequest'),
+        onDone: [
+          {
+            guard: 'requestValid',
+            target: 'checkingUser',
+            actions: assign(({ event }) => {
+              const { request } = event.output as { request: SiteRequest };
+
+              return { request, requesterEmail: request.email, responses: null };
+            }),
+          },
+          {
+            target: 'notifyingRejection',
+            actions: assign(({ event }) => {
+              const output = event.output as Extract<ValidateOutput, { invalid: ErrorRecord }>;
+
+              return {
+                requesterEmail: output.requesterEmail,
+                responses: null,
+                failure: { step: 'validateRequest' as const, error: output.invalid },
+              };
+            }),
+          },
+        ],
+        onError: {
+          target: 'failed',
+          actions: { type: 'recordFailure', params: { step: 'validateRequest' } },
+        },
+      },
+    },
+    checkingUser: {
+      description: 'Looks the requester up in users, ignoring case.',
+      meta: { calls: ['database'] },
+      initial: 'running',
+      states: {
+        running: {
+          invoke: {
+            src: 'findUser',
+            input: stepInput('findUser'),
+            onDone: [
+              {
+                guard: 'userFound',
+                target: '#siteCreation.creatingSite',
+                actions: assign(({ event }) => ({ userId: event.output.userId, retry: null })),
+              },
+              {
+                target: '#siteCreation.notifyingRejection',
+                actions: assign({
+                  retry: null,
+                  failure: {
+                    step: 'findUser' as StepName,
+                    error: {
+                      name: 'UnknownUserError',
+                      message: 'the requester is not a registered user',
+                      retryable: false,
+                      service: 'database' as const,
+                    },
+                  },
+                }),
+              },
+            ],
+            onError: retryOrFail('findUser', '#siteCreation.notifyingFailure'),
+          },
+        },
+        waiting,
+      },
+    },
+    creatingSite: {
+      description: 'Inserts the sites row: INIT / RUNNING, linked to its creator.',
+      meta: { calls: ['database'] },
+      initial: 'running',
+      on: cancellable,
+      states: {
+        running: {
+          invoke: {
+            src: 'createSite',
+            input: stepInput('createSite'),
+            onDone: {
+              target: '#siteCreation.creatingRepo',
+              actions: assign(({ event }) => ({ siteId: event.output.siteId, retry: null })),
+            },
+            onError: retryOrFail('createSite', '#siteCreation.rollingBack'),
+          },
+        },
+        waiting,
+      },
+    },
+    creatingRepo: {
+      description: 'Creates the GitHub repository, its staging and master branches, and the repos row.',
+      initial: 'creatingRepository',
+      on: cancellable,
+      onDone: { target: 'creatingAmplify' },
+      states: {
+        creatingRepository: {
+          meta: { calls: ['github'] },
+          initial: 'running',
+          entry: assign(({ context }) => ({ attempted: { ...context.attempted, repo: true } })),
+          states: {
+            running: {
+              invoke: {
+                src: 'createRepository',
+                input: stepInput('createRepository'),
+                onDone: {
+                  target: '#siteCreation.creatingRepo.awaitingContent',
+                  actions: assign(({ event }) => ({ repo: event.output, retry: null })),
+                },
+                onError: retryOrFail('createRepository', '#siteCreation.rollingBack'),
+              },
+            },
+            waiting,
+          },
+        },
+        awaitingContent: {
+          description: 'A repository made from a template fills in a moment after creation.',
+          meta: { calls: ['github'] },
+          initial: 'running',
+          states: {
+            running: {
+              invoke: {
+                src: 'waitForRepoContent',
+                input: stepInput('waitForRepoContent'),
+                onDone: {
+                  target: '#siteCreation.creatingRepo.creatingBranches',
+                  actions: 'clearRetry',
+                },
+                onError: retryOrFail('waitForRepoContent', '#siteCreation.rollingBack'),
+              },
+            },
+            waiting,
+          },
+        },
+        creatingBranches: {
+          meta: { calls: ['github'] },
+          initial: 'running',
+          states: {
+            running: {
+              invoke: {
+                src: 'ensureRepoBranches',
+                input: stepInput('ensureRepoBranches'),
+                onDone: {
+                  target: '#siteCreation.creatingRepo.grantingTeam',
+                  actions: 'clearRetry',
+                },
+                onError: retryOrFail('ensureRepoBranches', '#siteCreation.rollingBack'),
+              },
+            },
+            waiting,
+          },
+        },
+        grantingTeam: {
+          meta: { calls: ['github'] },
+          initial: 'deciding',
+          states: {
+            deciding: {
+              always: [
+                { guard: 'hasTeam', target: 'running' },
+                { target: '#siteCreation.creatingRepo.recordingRepo' },
+              ],
+            },
+            running: {
+              invoke: {
+                src: 'grantTeam',
+                input: stepInput('grantTeam'),
+                onDone: {
+                  target: '#siteCreation.creatingRepo.recordingRepo',
+                  actions: 'clearRetry',
+                },
+                onError: retryOrFail('grantTeam', '#siteCreation.rollingBack'),
+              },
+            },
+            waiting,
+          },
+        },
+        recordingRepo: {
+          meta: { calls: ['database'] },
+          initial: 'running',
+          states: {
+            running: {
+              invoke: {
+                src: 'recordRepo',
+                input: stepInput('recordRepo'),
+                onDone: { target: '#siteCreation.creatingRepo.repoReady', actions: 'clearRetry' },
+                onError: retryOrFail('recordRepo', '#siteCreation.rollingBack'),
+              },
+            },
+            waiting,
+          },
+        },
+        repoReady: { type: 'final' },
+      },
+    },
+    creatingAmplify: {
+      description: 'Creates the Amplify app, its master and staging branches, their first builds and the deployments row.',
+      initial: 'creatingApp',
+      on: cancellable,
+      onDone: { target: 'completing' },
+      states: {
+        creatingApp: {
+          meta: { calls: ['amplify'] },
+          initial: 'running',
+          entry: assign(({ context }) => ({ attempted: { ...context.attempted, app: true } })),
+          states: {
+            running: {
+              invoke: {
+                src: 'createApp',
+                input: stepInput('createApp'),
+                onDone: {
+                  target: '#siteCreation.creatingAmplify.creatingBranches',
+                  actions: assign(({ event }) => ({ app: event.output, retry: null })),
+                },
+                onError: retryOrFail('createApp', '#siteCreation.rollingBack'),
+              },
+            },
+            waiting,
+          },
+        },
+        creatingBranches: {
+          meta: { calls: ['amplify'] },
+          initial: 'running',
+          states: {
+            running: {
+              invoke: {
+                src: 'ensureAppBranches',
+                input: stepInput('ensureAppBranches'),
+                onDone: {
+                  target: '#siteCreation.creatingAmplify.startingBuilds',
+                  actions: 'clearRetry',
+                },
+                onError: retryOrFail('ensureAppBranches', '#siteCreation.rollingBack'),
+              },
+            },
+            waiting,
+          },
+        },
+        startingBuilds: {
+          meta: { calls: ['amplify'] },
+          initial: 'running',
+          states: {
+            running: {
+              invoke: {
+                src: 'startBuilds',
+                input: stepInput('startBuilds'),
+                onDone: {
+                  target: '#siteCreation.creatingAmplify.recordingDeployment',
+                  actions: 'clearRetry',
+                },
+                onError: retryOrFail('startBuilds', '#siteCreation.rollingBack'),
+              },
+            },
+            waiting,
+          },
+        },
+        recordingDeployment: {
+          meta: { calls: ['database'] },
+          initial: 'running',
+          states: {
+            running: {
+              invoke: {
+                src: 'recordDeployment',
+                input: stepInput('recordDeployment'),
+                onDone: {
+                  target: '#siteCreation.creatingAmplify.appReady',
+                  actions: 'clearRetry',
+                },
+                onError: retryOrFail('recordDeployment', '#siteCreation.rollingBack'),
+              },
+            },
+            waiting,
+          },
+        },
+        appReady: { type: 'final' },
+      },
+    },
+    completing: {
+      description: 'Marks the site LAUNCH / READY.',
+      meta: { calls: ['database'] },
+      initial: 'running',
+      on: cancellable,
+      states: {
+        running: {
+          invoke: {
+            src: 'markSiteReady',
+            input: stepInput('markSiteReady'),
+            onDone: { target: '#siteCreation.notifyingSuccess', actions: 'clearRetry' },
+            onError: retryOrFail('markSiteReady', '#siteCreation.rollingBack'),
+          },
+        },
+        waiting,
+      },
+    },
+    notifyingSuccess: {
+      description: 'E-mails the URLs. A mail failure never turns a ready site into a failed one.',
+      meta: { calls: ['smtp'] },
+      initial: 'running',
+      states: {
+        running: {
+          invoke: {
+            src: 'sendMail',
+            input: ({ context }) => ({ ...stepInput('sendSuccessMail')({ context }), kind: 'success' }),
+            onDone: { target: '#siteCreation.done', actions: 'clearRetry' },
+            onError: [
+              {
+                guard: { type: 'canRetry', params: { step: 'sendSuccessMail' } },
+                target: 'waiting',
+                actions: { type: 'scheduleRetry', params: { step: 'sendSuccessMail' } },
+              },
+              { target: '#siteCreation.done', actions: 'clearRetry' },
+            ],
+          },
+        },
+        waiting,
+      },
+    },
+    done: {
+      description: 'The site is LAUNCH / READY.',
+      type: 'final',
+    },
+    rollingBack: {
+      description: 'Undoes, newest first, exactly what this run created, then records FAILURE.',
+      initial: 'deletingApp',
+      onDone: [
+        { guard: 'hasLeftBehind', target: 'notifyingOps' },
+        { target: 'notifyingFailure' },
+      ],
+      states: {
+        deletingApp: {
+          meta: { calls: ['amplify', 'database'] },
+          initial: 'deciding',
+          states: {
+            deciding: {
+              always: [
+                { guard: 'appAttempted', target: 'running' },
+                { target: '#siteCreation.rollingBack.deletingRepo' },
+              ],
+            },
+            running: {
+              invoke: {
+                src: 'deleteApp',
+                input: stepInput('deleteApp'),
+                onDone: {
+                  target: '#siteCreation.rollingBack.deletingRepo',
+                  actions: { type: 'recordUndone', params: { what: 'amplify-app' } },
+                },
+                onError: undoOrLeave('deleteApp', '#siteCreation.rollingBack.deletingRepo'),
+              },
+            },
+            waiting,
+          },
+        },
+        deletingRepo: {
+          meta: { calls: ['github', 'database'] },
+          initial: 'deciding',
+          states: {
+            deciding: {
+              always: [
+                { guard: 'repoAttempted', target: 'running' },
+                { target: '#siteCreation.rollingBack.markingFailed' },
+              ],
+            },
+            running: {
+              invoke: {
+                src: 'deleteRepo',
+                input: stepInput('deleteRepo'),
+                onDone: {
+                  target: '#siteCreation.rollingBack.markingFailed',
+                  actions: { type: 'recordUndone', params: { what: 'repository' } },
+                },
+                onError: undoOrLeave('deleteRepo', '#siteCreation.rollingBack.markingFailed'),
+              },
+            },
+            waiting,
+          },
+        },
+        markingFailed: {
+          meta: { calls: ['database'] },
+          initial: 'deciding',
+          states: {
+            deciding: {
+              always: [
+                { guard: 'siteExists', target: 'running' },
+                { target: '#siteCreation.rollingBack.rolledBack' },
+              ],
+            },
+            running: {
+              invoke: {
+                src: 'markSiteFailed',
+                input: stepInput('markSiteFailed'),
+                onDone: { target: '#siteCreation.rollingBack.rolledBack', actions: 'clearRetry' },
+                onError: undoOrLeave('markSiteFailed', '#siteCreation.rollingBack.rolledBack'),
+              },
+            },
+            waiting,
+          },
+        },
+        rolledBack: { type: 'final' },
+      },
+    },
+    notifyingOps: {
+      description: 'Tells the operations address what an undo left behind.',
+      meta: { calls: ['smtp'] },
+      initial: 'deciding',
+      states: {
+        deciding: {
+          always: [
+            { guard: 'opsConfigured', target: 'running' },
+            { target: '#siteCreation.notifyingFailure' },
+          ],
+        },
+        running: {
+          invoke: {
+            src: 'sendMail',
+            input: ({ context }) => ({ ...stepInput('sendOpsMail')({ context }), kind: 'ops' }),
+            onDone: { target: '#siteCreation.notifyingFailure', actions: 'clearRetry' },
+            onError: [
+              {
+                guard: { type: 'canRetry', params: { step: 'sendOpsMail' } },
+                target: 'waiting',
+                actions: { type: 'scheduleRetry', params: { step: 'sendOpsMail' } },
+              },
+              { target: '#siteCreation.notifyingFailure', actions: 'clearRetry' },
+            ],
+          },
+        },
+        waiting,
+      },
+    },
+    notifyingFailure: {
+      description: 'Tells the requester which step failed and what was undone.',
+      meta: { calls: ['smtp'] },
+      initial: 'running',
+      states: {
+        running: {
+          invoke: {
+            src: 'sendMail',
+            input: ({ context }) => ({ ...stepInput('sendFailureMail')({ context }), kind: 'failure' }),
+            onDone: [
+              { guard: 'hasLeftBehind', target: '#siteCreation.needsCleanup' },
+              { target: '#siteCreation.failed' },
+            ],
+            onError: [
+              {
+                guard: { type: 'canRetry', params: { step: 'sendFailureMail' } },
+                target: 'waiting',
+                actions: { type: 'scheduleRetry', params: { step: 'sendFailureMail' } },
+              },
+              { guard: 'hasLeftBehind', target: '#siteCreation.needsCleanup' },
+              { target: '#siteCreation.failed' },
+            ],
+          },
+        },
+        waiting,
+      },
+    },
+    notifyingRejection: {
+      description: 'Tells the requester why the request was refused before anything was created.',
+      meta: { calls: ['smtp'] },
+      initial: 'deciding',
+      states: {
+        deciding: {
+          always: [
+            { guard: 'hasRequesterEmail', target: 'running' },
+            { target: '#siteCreation.failed' },
+          ],
+        },
+        running: {
+          invoke: {
+            src: 'sendMail',
+            input: ({ context }) => ({ ...stepInput('sendRejectionMail')({ context }), kind: 'rejection' }),
+            onDone: { target: '#siteCreation.failed', actions: 'clearRetry' },
+            onError: [
+              {
+                guard: { type: 'canRetry', params: { step: 'sendRejectionMail' } },
+                target: 'waiting',
+                actions: { type: 'scheduleRetry', params: { step: 'sendRejectionMail' } },
+              },
+              { target: '#siteCreation.failed', actions: 'clearRetry' },
+            ],
+          },
+        },
+        waiting,
+      },
+    },
+    failed: {
+      description: 'The request failed; whatever the run had created was undone.',
+      type: 'final',
+    },
+    needsCleanup: {
+      description: 'An undo failed for good; the operations address was told what is left.',
+      type: 'final',
+    },
+  },
+});
+
+function leftBehindFor(
+  context: SiteCreationContext,
+  step: StepName,
+  error: ErrorRecord,
+): LeftBehind {
+  if (step === 'deleteApp') {
+    const id = context.app?.appId ?? `app tagged with run ${context.runId}`;
+
+    return { kind: 'amplify-app', id, where: 'AWS Amplify', error };
+  }
+  if (step === 'deleteRepo') {
+    const id = context.repo?.fullName ?? context.request?.repoName ?? 'unknown repository';
+
+    return { kind: 'repository', id, where: 'GitHub', error };
+  }
+
+  return { kind: 'database', id: `site ${context.siteId ?? '?'}`, where: 'sites table', error };
+}
+
+export type SiteCreationMachine = typeof siteCreationMachine;
