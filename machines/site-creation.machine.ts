@@ -52,9 +52,12 @@ export interface LeftBehind {
 
 export interface RetryState {
   step: StepName;
+  /** How many attempts have failed so far. */
   attempt: number;
   firstFailedAt: number;
   retryAt: number;
+  /** The error of the last failed attempt. */
+  error: ErrorRecord;
 }
 
 export interface RetryPolicy {
@@ -64,9 +67,19 @@ export interface RetryPolicy {
   maxDelayMs: number;
 }
 
+/** An operator's second go at a finished run, carrying what the earlier go knew. */
+export interface ResumeRequest {
+  mode: 'retry' | 'rollback';
+  from: SiteCreationContext;
+  /** Who asked: the admin token's name. */
+  by: string;
+}
+
 export interface SiteCreationInput {
   runId: string;
-  delivery: WebhookDelivery;
+  delivery: WebhookDelivery | null;
+  /** Present when an operator retries or rolls back a finished run. */
+  resume?: ResumeRequest;
   policy: RetryPolicy;
   stepTimeoutMs: number;
   /** A team to grant push access; the grant is skipped when absent. */
@@ -101,6 +114,10 @@ export interface SiteCreationContext {
   undone: string[];
   leftBehind: LeftBehind[];
   cancelledBy: string | null;
+  /** 0 for the first go; each operator retry or rollback adds one. */
+  generation: number;
+  /** How this go started, when an operator started it. */
+  resumeMode: 'retry' | 'rollback' | null;
 }
 
 /** The names of the steps, one per invoking state. */
@@ -119,6 +136,7 @@ export type StepName =
   | 'startBuilds'
   | 'recordDeployment'
   | 'markSiteReady'
+  | 'reopenSite'
   | 'sendSuccessMail'
   | 'deleteApp'
   | 'deleteRepo'
@@ -157,6 +175,39 @@ export interface StepInput {
 export interface SleepInput {
   until: number;
 }
+
+/**
+ * Which step each invoking state runs, keyed by the state's path without its `running` leaf.
+ * The runner reads it to write step events into a run's history.
+ */
+export const STEP_OF_STATE: Readonly<Record<string, StepName>> = {
+  authenticating: 'authenticate',
+  validating: 'validateRequest',
+  checkingUser: 'findUser',
+  creatingSite: 'createSite',
+  'creatingRepo.creatingRepository': 'createRepository',
+  'creatingRepo.awaitingContent': 'waitForRepoContent',
+  'creatingRepo.creatingBranches': 'ensureRepoBranches',
+  'creatingRepo.grantingTeam': 'grantTeam',
+  'creatingRepo.recordingRepo': 'recordRepo',
+  'creatingAmplify.creatingApp': 'createApp',
+  'creatingAmplify.creatingBranches': 'ensureAppBranches',
+  'creatingAmplify.startingBuilds': 'startBuilds',
+  'creatingAmplify.recordingDeployment': 'recordDeployment',
+  completing: 'markSiteReady',
+  reopening: 'reopenSite',
+  notifyingSuccess: 'sendSuccessMail',
+  'rollingBack.deletingApp': 'deleteApp',
+  'rollingBack.deletingRepo': 'deleteRepo',
+  'rollingBack.markingFailed': 'markSiteFailed',
+  notifyingOps: 'sendOpsMail',
+  notifyingFailure: 'sendFailureMail',
+  notifyingRejection: 'sendRejectionMail',
+};
+
+/** Final states, and what each means for the run. */
+export const FINAL_STATES = ['rejected', 'duplicate', 'done', 'failed', 'needsCleanup'] as const;
+export type FinalState = (typeof FINAL_STATES)[number];
 
 /** Placeholder implementations: `src/steps` provides the real ones. */
 function unprovided<TOutput>(name: string) {
@@ -256,6 +307,7 @@ export const siteCreationMachine = setup({
     startBuilds: unprovided<void>('startBuilds'),
     recordDeployment: unprovided<void>('recordDeployment'),
     markSiteReady: unprovided<void>('markSiteReady'),
+    reopenSite: unprovided<void>('reopenSite'),
     deleteApp: unprovided<void>('deleteApp'),
     deleteRepo: unprovided<void>('deleteRepo'),
     markSiteFailed: unprovided<void>('markSiteFailed'),
@@ -295,6 +347,8 @@ export const siteCreationMachine = setup({
     siteExists: ({ context }) => context.siteId !== null,
     hasLeftBehind: ({ context }) => context.leftBehind.length > 0,
     opsConfigured: ({ context }) => context.opsEmail !== null,
+    isRetry: ({ context }) => context.resumeMode === 'retry',
+    isRollback: ({ context }) => context.resumeMode === 'rollback',
   },
   actions: {
     scheduleRetry: assign(({ context, event }, params: { step: StepName }) => {
@@ -304,7 +358,7 @@ export const siteCreationMachine = setup({
       const firstFailedAt = sameStep ? (context.retry?.firstFailedAt ?? Date.now()) : Date.now();
       const retryAt = Date.now() + backoffDelay(context.policy, attempt, error);
 
-      return { retry: { step: params.step, attempt, firstFailedAt, retryAt } };
+      return { retry: { step: params.step, attempt, firstFailedAt, retryAt, error } };
     }),
     clearRetry: assign({ retry: null }),
     recordFailure: assign(({ event }, params: { step: StepName }) => ({
@@ -341,31 +395,41 @@ export const siteCreationMachine = setup({
   },
 }).createMachine({
   id: 'siteCreation',
-  initial: 'authenticating',
-  context: ({ input }) => ({
-    runId: input.runId,
-    delivery: input.delivery,
-    policy: input.policy,
-    stepTimeoutMs: input.stepTimeoutMs,
-    team: input.team ?? null,
-    opsEmail: input.opsEmail ?? null,
-    submissionId: null,
-    formId: null,
-    responses: null,
-    requesterEmail: null,
-    request: null,
-    userId: null,
-    siteId: null,
-    attempted: { repo: false, app: false },
-    repo: null,
-    app: null,
-    retry: null,
-    failure: null,
-    undone: [],
-    leftBehind: [],
-    cancelledBy: null,
-  }),
+  initial: 'starting',
+  context: ({ input }) => initialContext(input),
   states: {
+    starting: {
+      description: 'A new submission authenticates; an operator retry or rollback picks up a finished run.',
+      always: [
+        { guard: 'isRetry', target: 'reopening' },
+        { guard: 'isRollback', target: 'rollingBack' },
+        { target: 'authenticating' },
+      ],
+    },
+    reopening: {
+      description: 'Operator retry: the site goes back to RUNNING and creation resumes, reusing what still exists.',
+      meta: { calls: ['database'] },
+      initial: 'running',
+      on: cancellable,
+      states: {
+        running: {
+          invoke: {
+            src: 'reopenSite',
+            input: stepInput('reopenSite'),
+            onDone: [
+              {
+                guard: 'siteExists',
+                target: '#siteCreation.creatingRepo',
+                actions: 'clearRetry',
+              },
+              { target: '#siteCreation.checkingUser', actions: 'clearRetry' },
+            ],
+            onError: retryOrFail('reopenSite', '#siteCreation.rollingBack'),
+          },
+        },
+        waiting,
+      },
+    },
     authenticating: {
       description: 'Verifies the FormSG signature against the configured URL and decrypts the body.',
       invoke: {
@@ -897,6 +961,55 @@ export const siteCreationMachine = setup({
     },
   },
 });
+
+function initialContext(input: SiteCreationInput): SiteCreationContext {
+  const fresh: SiteCreationContext = {
+    runId: input.runId,
+    delivery: input.delivery,
+    policy: input.policy,
+    stepTimeoutMs: input.stepTimeoutMs,
+    team: input.team ?? null,
+    opsEmail: input.opsEmail ?? null,
+    submissionId: null,
+    formId: null,
+    responses: null,
+    requesterEmail: null,
+    request: null,
+    userId: null,
+    siteId: null,
+    attempted: { repo: false, app: false },
+    repo: null,
+    app: null,
+    retry: null,
+    failure: null,
+    undone: [],
+    leftBehind: [],
+    cancelledBy: null,
+    generation: 0,
+    resumeMode: null,
+  };
+  const resume = input.resume;
+  if (!resume) return fresh;
+
+  const from = resume.from;
+
+  return {
+    ...fresh,
+    delivery: null,
+    submissionId: from.submissionId,
+    formId: from.formId,
+    requesterEmail: from.requesterEmail,
+    request: from.request,
+    userId: from.userId,
+    siteId: from.siteId,
+    attempted: from.attempted,
+    repo: from.repo,
+    app: from.app,
+    failure: resume.mode === 'rollback' ? from.failure : null,
+    generation: from.generation + 1,
+    resumeMode: resume.mode,
+  };
+}
 
 function leftBehindFor(
   context: SiteCreationContext,
