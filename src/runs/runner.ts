@@ -40,7 +40,16 @@ export interface RunnerOptions {
   stepTimeoutMs: number;
   team?: string;
   opsEmail?: string;
+  /** Told about every history event as it is written (metrics, live views). */
+  observer?: RunObserver;
+  /** XState inspection, for live views of running actors (see src/inspect). */
+  inspect?: InspectionObserver;
 }
+
+/** Receives a run's history events as they are recorded. */
+export type RunObserver = (runId: string, events: readonly RunEventDraft[]) => void;
+
+type InspectionObserver = NonNullable<Parameters<typeof createActor>[1]>['inspect'];
 
 export type OperatorAction = 'retry' | 'rollback' | 'cancel';
 
@@ -281,12 +290,13 @@ export class Runner {
     }
 
     const snapshot = row.snapshot as unknown as RunSnapshot;
+    const inspect = this.options.inspect ? { inspect: this.options.inspect } : {};
     const actor = fresh
-      ? createActor(machine, { input: fresh.input })
-      : createActor(machine, { snapshot, input: this.inputFor(runId, null) });
+      ? createActor(machine, { input: fresh.input, ...inspect })
+      : createActor(machine, { snapshot, input: this.inputFor(runId, null), ...inspect });
     this.actors.set(runId, actor);
 
-    const persister = new Persister(db, runId, logger, row.submission_id);
+    const persister = new Persister(db, runId, logger, row.submission_id, this.options.observer);
     let previous: SnapshotView | null = fresh
       ? null
       : { value: snapshot.value, context: snapshot.context };
@@ -360,9 +370,11 @@ class Persister {
     private readonly runId: string,
     private readonly logger: Logger,
     private readonly submissionId: string,
+    private readonly observer?: RunObserver,
   ) {}
 
   resumed(state: string): void {
+    this.observer?.(this.runId, [{ type: 'run.resumed', state }]);
     this.enqueue(() => appendRunEvents(this.db, this.runId, [{ type: 'run.resumed', state }]));
   }
 
@@ -379,6 +391,7 @@ class Persister {
       : events;
 
     for (const event of drafts) this.log(event);
+    this.observer?.(this.runId, drafts);
 
     this.enqueue(async () => {
       await this.db.transaction().execute(async (trx) => {
