@@ -42,29 +42,37 @@ const INT8_OID = 20;
 
 /** Opens the database `config` names. Nothing is migrated: call `migrateToLatest`. */
 export async function openDatabase(config: DatabaseConfig): Promise<OpenedDatabase> {
-  const dialect = config.databaseUrl
-    ? postgresDialect(config.databaseUrl, config.onIdleError)
-    : await pgliteDialect(config);
-  const kind: DatabaseKind = config.databaseUrl ? 'postgres' : 'pglite';
+  if (config.databaseUrl) {
+    const dialect = postgresDialect(config.databaseUrl, config.onIdleError);
+    const db = new Kysely<Database>({ dialect: typedErrorsDialect(dialect) });
 
+    return { db, kind: 'postgres', close: () => db.destroy() };
+  }
+
+  const pglite = await openPGlite(config);
+  const dialect = new PGliteDialect({ pglite });
   const db = new Kysely<Database>({ dialect: typedErrorsDialect(dialect) });
 
-  return { db, kind, close: () => db.destroy() };
+  const close = async () => {
+    await db.destroy();
+    // Kysely skips the driver's destroy when no query ever ran.
+    if (!pglite.closed) await pglite.close();
+  };
+
+  return { db, kind: 'pglite', close };
 }
 
-async function pgliteDialect(config: DatabaseConfig): Promise<Dialect> {
+async function openPGlite(config: DatabaseConfig): Promise<PGlite> {
   const dataDir = config.pgliteDir ? resolve(config.pgliteDir) : undefined;
   if (dataDir) await mkdir(dataDir, { recursive: true });
 
-  const pglite = await PGlite.create({
+  return PGlite.create({
     ...(dataDir ? { dataDir } : {}),
     ...(config.pgliteDataDir ? { loadDataDir: config.pgliteDataDir } : {}),
     parsers: {
       [INT8_OID]: (value: string) => Number(value),
     },
   });
-
-  return new PGliteDialect({ pglite });
 }
 
 function postgresDialect(url: string, onIdleError?: (error: Error) => void): Dialect {

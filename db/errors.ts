@@ -73,6 +73,14 @@ export function toDatabaseError(error: unknown, phase: DatabasePhase = 'query'):
     });
   }
 
+  if (code !== undefined && TRANSIENT_SOCKET_CODES.has(code)) {
+    return new TransientError('the database could not be reached', {
+      service: 'database',
+      code,
+      cause,
+    });
+  }
+
   if (code !== undefined && isSqlState(code)) {
     const options = { service: 'database' as const, code, cause };
     const constraint = constraintOf(error);
@@ -85,14 +93,6 @@ export function toDatabaseError(error: unknown, phase: DatabasePhase = 'query'):
       : new PermanentError(message, options);
   }
 
-  if (code !== undefined && TRANSIENT_SOCKET_CODES.has(code)) {
-    return new TransientError('the database could not be reached', {
-      service: 'database',
-      code,
-      cause,
-    });
-  }
-
   // Without a code, a fault while obtaining a connection (a pool timeout, a closed socket) is
   // still a connection fault; one while running a statement is a bug until shown otherwise.
   const options = { service: 'database' as const, cause, ...(code ? { code } : {}) };
@@ -101,11 +101,6 @@ export function toDatabaseError(error: unknown, phase: DatabasePhase = 'query'):
   }
 
   return new PermanentError('the database call failed', options);
-}
-
-/** True when `error` carries the SQLSTATE `state` (typed or raw driver error). */
-export function hasSqlState(error: unknown, state: string): boolean {
-  return codeOf(error) === state;
 }
 
 function codeOf(error: unknown): string | undefined {
@@ -122,7 +117,8 @@ function constraintOf(error: unknown): string | undefined {
 }
 
 function isSqlState(code: string): boolean {
-  return /^[0-9A-Z]{5}$/.test(code);
+  // No SQLSTATE class starts with E; Node's error codes (EPIPE) all do.
+  return /^[0-9A-DF-Z][0-9A-Z]{4}$/.test(code);
 }
 
 function isTransientState(code: string): boolean {

@@ -15,11 +15,14 @@ import { createAmplifyClient } from './amplify.js';
 import { ConfigError, secretValues, type Config } from './config.js';
 import { createWebhookAuthenticator } from './formsg/webhook.js';
 import { createGithubClient } from './github.js';
+import { startLiveInspector, type LiveInspector } from './inspect.js';
 import { createApp } from './http/app.js';
 import { createLogger, type Logger } from './logger.js';
 import { createMailer, type Mailer } from './mail/mailer.js';
+import { createMetrics, type Metrics } from './metrics.js';
 import { InProcessDriver, type RunDriver } from './runs/driver.js';
 import { Runner } from './runs/runner.js';
+import { AdvisoryRunLocks, LocalRunLocks } from './runs/locks.js';
 import { startSandbox, type Sandbox } from './sandbox/index.js';
 import { createSteps } from './steps/index.js';
 
@@ -46,6 +49,10 @@ export interface Service {
   driver: RunDriver;
   app: ReturnType<typeof createApp>;
   mailer: Mailer;
+  /** The registry `GET /metrics` serves. */
+  metrics: Metrics;
+  /** Streams inspection events to `INSPECT_WS_URL`, when it is set. */
+  inspector: LiveInspector | undefined;
   /** The in-process sandbox, when the service runs against it. */
   sandbox: Sandbox | undefined;
   /** `http://host:port`, when listening. */
@@ -143,22 +150,38 @@ export async function startService(
   });
   const machine = siteCreationMachine.provide({ actors: steps });
 
-  const runner = new Runner({
+  const metrics = createMetrics();
+  const inspector = config.inspect.wsUrl
+    ? startLiveInspector({ url: config.inspect.wsUrl, secrets, logger })
+    : undefined;
+  if (inspector) logger.info({ url: config.inspect.wsUrl }, 'live inspection enabled');
+
+  const locks = database.kind === 'postgres' && config.database.url
+    ? new AdvisoryRunLocks(config.database.url, (runIds, error) => {
+        logger.error({ err: error, runIds }, 'lost the run locks; suspending those runs');
+        runner.suspend(runIds);
+      })
+    : new LocalRunLocks();
+  const runner: Runner = new Runner({
     db: database.db,
+    locks,
     machine,
     logger,
     policy: config.retry,
     stepTimeoutMs: config.stepTimeoutMs,
     ...(config.github.team ? { team: config.github.team } : {}),
     ...(config.mail.opsEmail ? { opsEmail: config.mail.opsEmail } : {}),
+    observer: metrics.observeRun,
+    ...(inspector ? { inspect: inspector.inspect } : {}),
   });
-  const driver = new InProcessDriver(runner, database.db, logger);
+  const driver = new InProcessDriver(runner, database.db, logger, config.resumeIntervalMs);
   const app = createApp({
     db: database.db,
     runner,
     driver,
     logger,
     adminTokens: config.adminTokens,
+    metrics,
   });
 
   let server: Server | undefined;
@@ -180,11 +203,14 @@ export async function startService(
     driver,
     app,
     mailer,
+    metrics,
+    inspector,
     sandbox,
     url,
     async close() {
       if (server) await closeServer(server);
       await driver.close();
+      inspector?.stop();
       mailer.close();
       await database.close();
       if (ownsSandbox && sandbox) await sandbox.close();

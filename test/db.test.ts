@@ -3,7 +3,7 @@ import { createServer } from 'node:net';
 import { sql } from 'kysely';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { openDatabase } from '../db/database.js';
-import { UNIQUE_VIOLATION } from '../db/errors.js';
+import { UNIQUE_VIOLATION, toDatabaseError } from '../db/errors.js';
 import { migrateToLatest } from '../db/migrate.js';
 import {
   deleteDeploymentBySite,
@@ -427,6 +427,34 @@ describe.each(databaseKinds)('the database layer on %s', (kind) => {
     ]);
   });
 
+  it('refuses to commit a transaction in which a statement failed', async () => {
+    const user = await addUser(t.db, 'officer@agency.gov.sg');
+
+    const committing = t.db.transaction().execute(async (trx) => {
+      await addUser(trx, 'second@agency.gov.sg');
+      await trx
+        .insertInto('sites')
+        .values({ name: 'x', creator_id: user.id + 1000, submission_id: 's' })
+        .execute()
+        .catch(() => undefined);
+    });
+
+    await expect(committing).rejects.toMatchObject({ code: '25P02', retryable: false });
+    expect(await findUserByEmail(t.db, 'second@agency.gov.sg')).toBeUndefined();
+  });
+
+  it.runIf(kind === 'postgres')('reports a statement timeout as transient', async () => {
+    const slow = t.db.transaction().execute(async (trx) => {
+      await sql`set local statement_timeout = 20`.execute(trx);
+      await sql`select pg_sleep(2)`.execute(trx);
+    });
+
+    const error: unknown = await slow.catch((caught: unknown) => caught);
+
+    expect(error).toBeInstanceOf(TransientError);
+    expect(error).toMatchObject({ code: '57014', service: 'database' });
+  });
+
   it('rolls back to a savepoint inside a transaction', async () => {
     const trx = await t.db.startTransaction().execute();
 
@@ -477,6 +505,29 @@ describe('PGlite on disk', () => {
     } finally {
       await t.close();
     }
+  });
+});
+
+describe('database error classification', () => {
+  it.each([
+    ['40001', 'query', true],
+    ['40P01', 'query', true],
+    ['08006', 'query', true],
+    ['53300', 'connect', true],
+    ['EPIPE', 'query', true],
+    ['23505', 'query', false],
+    ['22P02', 'query', false],
+    ['28P01', 'connect', false],
+    [undefined, 'connect', true],
+    [undefined, 'query', false],
+  ] as const)('classifies code %s during %s as retryable: %s', (code, phase, retryable) => {
+    const driverError = Object.assign(new Error('from the driver'), code ? { code } : {});
+
+    const error = toDatabaseError(driverError, phase);
+
+    expect(error.retryable).toBe(retryable);
+    expect(error.cause).toBe(driverError);
+    expect(error.code).toBe(code);
   });
 });
 

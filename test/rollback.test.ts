@@ -65,9 +65,17 @@ const github = (method: string, path: RegExp, skip = 0): Injection => ({
   service: 'github',
   rule: { method, path, status: 403, message: 'Resource not accessible by integration', skip },
 });
+const amplifyRule = (method: string, path: RegExp, skip = 0): FaultRule => ({
+  method,
+  path,
+  status: 400,
+  errorType: 'BadRequestException',
+  message: 'refused',
+  skip,
+});
 const amplify = (method: string, path: RegExp, skip = 0): Injection => ({
   service: 'amplify',
-  rule: { method, path, status: 400, errorType: 'BadRequestException', message: 'refused', skip },
+  rule: amplifyRule(method, path, skip),
 });
 
 const STEPS: Array<[string, Injection, RegExp]> = [
@@ -137,7 +145,7 @@ describe.each(databaseKinds)('rollback and operator controls on %s', (kind) => {
   });
 
   it('ends in needsCleanup and tells operations what is left when an undo fails for good', async () => {
-    h.sandbox.amplify.faults.add(amplify('POST', /^\/apps$/).rule as FaultRule);
+    h.sandbox.amplify.faults.add(amplifyRule('POST', /^\/apps$/));
     h.sandbox.github.faults.add({ method: 'DELETE', path: /^\/repos\//, status: 403 });
 
     await h.submit({ repoName: 'stuck-repo' });
@@ -156,7 +164,7 @@ describe.each(databaseKinds)('rollback and operator controls on %s', (kind) => {
   });
 
   it('rolls back a needs-cleanup run on request once the fault has cleared', async () => {
-    h.sandbox.amplify.faults.add(amplify('POST', /^\/apps$/).rule as FaultRule);
+    h.sandbox.amplify.faults.add(amplifyRule('POST', /^\/apps$/));
     const deleteFault = h.sandbox.github.faults.add({ method: 'DELETE', path: /^\/repos\//, status: 403 });
     const { body } = await h.submit({ repoName: 'later-cleaned' });
     h.sandbox.github.faults.remove(deleteFault);

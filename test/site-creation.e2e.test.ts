@@ -104,6 +104,29 @@ describe.each(databaseKinds)('site creation end to end on %s', (kind) => {
     expect(amplifyCallsAtAnswer).toBe(0);
   });
 
+  it('keeps a ready site ready when the success e-mail cannot be sent', async () => {
+    await h.addUser();
+    h.sink.failNext(550, 10);
+
+    await h.submit();
+
+    const { sites, runs } = await rows(h);
+    expect(sites[0]).toMatchObject({ site_status: 'LAUNCH', job_status: 'READY' });
+    expect(runs[0]).toMatchObject({ status: 'succeeded', state: 'done' });
+    expect(h.sink.messages).toHaveLength(0);
+  });
+
+  it('sends the success e-mail once after a passing mail-server refusal', async () => {
+    await h.addUser();
+    h.sink.failNext(451, 1);
+
+    await h.submit();
+
+    expect(h.sink.messages).toHaveLength(1);
+    const { runs } = await rows(h);
+    expect(runs[0]).toMatchObject({ status: 'succeeded' });
+  });
+
   it('tells an unknown requester how to register and creates nothing', async () => {
     const { response } = await h.submit({ email: 'stranger@agency.gov.sg' });
 

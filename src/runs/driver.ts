@@ -20,11 +20,27 @@ export interface RunDriver {
 }
 
 export class InProcessDriver implements RunDriver {
+  private sweeper: NodeJS.Timeout | undefined;
+
+  /**
+   * With `sweepIntervalMs`, unfinished runs are looked for again on that interval, so a run
+   * whose instance crashed (its lock is gone with it) is picked up by a live one.
+   */
   constructor(
     private readonly runner: Runner,
     private readonly db: Kysely<Database>,
     private readonly logger: Logger,
-  ) {}
+    sweepIntervalMs?: number,
+  ) {
+    if (sweepIntervalMs) {
+      this.sweeper = setInterval(() => {
+        this.resumeUnfinished().catch((error: unknown) => {
+          this.logger.error({ err: error }, 'could not look for unfinished runs');
+        });
+      }, sweepIntervalMs);
+      this.sweeper.unref();
+    }
+  }
 
   dispatch(runId: string): void {
     this.runner.execute(runId).catch((error: unknown) => {
@@ -33,7 +49,8 @@ export class InProcessDriver implements RunDriver {
   }
 
   async resumeUnfinished(): Promise<number> {
-    const runs = await listUnfinishedRuns(this.db);
+    const active = new Set(this.runner.activeRuns());
+    const runs = (await listUnfinishedRuns(this.db)).filter((run) => !active.has(run.id));
     for (const run of runs) this.dispatch(run.id);
     if (runs.length > 0) this.logger.info({ count: runs.length }, 'resuming unfinished runs');
 
@@ -45,6 +62,8 @@ export class InProcessDriver implements RunDriver {
   }
 
   close(): Promise<void> {
+    clearInterval(this.sweeper);
+
     return this.runner.close();
   }
 }

@@ -19,6 +19,7 @@ import {
 } from '../../db/runs.repository.js';
 import {
   SITE_CREATION_MACHINE_VERSION,
+  STEP_OF_STATE,
   type RetryPolicy,
   type SiteCreationInput,
   type SiteCreationEvent,
@@ -27,6 +28,7 @@ import {
 } from '../../machines/site-creation.machine.js';
 import type { ErrorRecord } from '../errors.js';
 import type { Logger } from '../logger.js';
+import { LocalRunLocks, type RunLocks } from './locks.js';
 import { eventsBetween, statePath, type RunEventDraft, type SnapshotView } from './history.js';
 
 type RunSnapshot = SnapshotFrom<SiteCreationMachine>;
@@ -44,6 +46,8 @@ export interface RunnerOptions {
   observer?: RunObserver;
   /** XState inspection, for live views of running actors (see src/inspect). */
   inspect?: InspectionObserver;
+  /** Who may drive which run; one process alone when absent. */
+  locks?: RunLocks;
 }
 
 /** Receives a run's history events as they are recorded. */
@@ -60,6 +64,12 @@ export type OperatorOutcome =
       reason: 'not_found' | 'unknown_version' | 'not_running' | 'not_finished' | 'busy';
       message: string;
     };
+
+const drivenElsewhere: OperatorOutcome = {
+  ok: false,
+  reason: 'busy',
+  message: 'the run is being driven right now; try again in a moment',
+};
 
 export type Admission =
   | { outcome: 'accepted'; runId: string; submissionId: string }
@@ -87,8 +97,11 @@ export class Runner {
   private readonly active = new Map<string, Promise<RunStatus>>();
   private readonly actors = new Map<string, { stop(): void; send(event: SiteCreationEvent): void }>();
   private closing = false;
+  private readonly locks: RunLocks;
 
-  constructor(private readonly options: RunnerOptions) {}
+  constructor(private readonly options: RunnerOptions) {
+    this.locks = options.locks ?? new LocalRunLocks();
+  }
 
   /**
    * Authenticates a delivery and records its run. Nothing outside the database is touched, so
@@ -155,7 +168,27 @@ export class Runner {
     const running = this.active.get(runId);
     if (running) return running;
 
-    const promise = this.drive(runId).finally(() => {
+    return this.track(runId, () => this.drive(runId));
+  }
+
+  /**
+   * Stops the given runs here without touching their records, for when this instance lost the
+   * right to drive them (its lock connection dropped). Whoever holds them next resumes them.
+   */
+  suspend(runIds: string[]): void {
+    for (const runId of runIds) this.actors.get(runId)?.stop();
+  }
+
+  /** Drives `work` under the run's lock, registered as active until it settles. */
+  private track(runId: string, work: () => Promise<RunStatus>): Promise<RunStatus> {
+    const promise = (async () => {
+      if (!(await this.locks.tryAcquire(runId))) return 'running' as const;
+      try {
+        return await work();
+      } finally {
+        await this.locks.release(runId);
+      }
+    })().finally(() => {
       this.active.delete(runId);
       this.actors.delete(runId);
     });
@@ -184,6 +217,7 @@ export class Runner {
     this.closing = true;
     for (const actor of this.actors.values()) actor.stop();
     await Promise.allSettled([...this.active.values()]);
+    await this.locks.close();
   }
 
   /**
@@ -211,6 +245,7 @@ export class Runner {
       if (row.status !== 'running') {
         return { ok: false, reason: 'not_running', message: `the run is ${row.status}` };
       }
+      if (!this.active.has(id) && !(await this.locks.tryAcquire(id))) return drivenElsewhere;
       await appendRunEvents(db, id, [{ ...event, state: row.state }]);
       if (!this.active.has(id)) this.execute(id).catch(() => undefined);
       await this.sendWhenActive(id, { type: 'run.cancel', by });
@@ -225,22 +260,15 @@ export class Runner {
         message: `only failed runs can be retried or rolled back; this one is ${row.status}`,
       };
     }
-    if (this.active.has(id)) {
-      return { ok: false, reason: 'busy', message: 'the run is already being driven' };
-    }
+    if (this.active.has(id) || !(await this.locks.tryAcquire(id))) return drivenElsewhere;
 
     const from = (row.snapshot as unknown as RunSnapshot).context;
     const input: SiteCreationInput = {
       ...this.inputFor(id, null),
       resume: { mode: action, from, by },
     };
-    const promise = this.drive(id, { input, events: [{ ...event, state: row.state }] }).finally(
-      () => {
-        this.active.delete(id);
-        this.actors.delete(id);
-      },
-    );
-    this.active.set(id, promise);
+    const events = [{ ...event, state: row.state }];
+    const promise = this.track(id, () => this.drive(id, { input, events }));
     promise.catch((error: unknown) => {
       this.options.logger.error({ runId: id, err: error }, 'operator action failed');
     });
@@ -424,12 +452,17 @@ class Persister {
     );
   }
 
+  /** One line per history event, naming the step whenever the event belongs to one. */
   private log(event: RunEventDraft): void {
+    // A step's states (running, waiting, deciding) sit one level below the step's own path.
+    const path = event.state ?? '';
+    const owner = path.includes('.') ? path.slice(0, path.lastIndexOf('.')) : path;
+    const step = event.step ?? STEP_OF_STATE[path] ?? STEP_OF_STATE[owner];
     const fields = {
       submissionId: this.submissionId,
       event: event.type,
       ...(event.state ? { state: event.state } : {}),
-      ...(event.step ? { step: event.step } : {}),
+      ...(step ? { step } : {}),
       ...(event.attempt ? { attempt: event.attempt } : {}),
       ...(event.durationMs !== undefined ? { durationMs: event.durationMs } : {}),
       ...(event.error ? { error: event.error } : {}),

@@ -160,6 +160,7 @@ async function ensurePostgresTemplate(url: string): Promise<string> {
       const found = await admin.query('select 1 from pg_database where datname = $1', [name]);
       if (found.rowCount) return name;
 
+      // A leftover of ours: a build of this very template that died half-way.
       const building = `${name}_building`;
       await admin.query(`drop database if exists ${quote(building)} with (force)`);
       await admin.query(`create database ${quote(building)}`);

@@ -30,6 +30,8 @@ export interface HarnessOptions {
   env?: Record<string, string>;
   template?: string;
   templateReadyDelayMs?: number;
+  /** Also set DATABASE_URL (PostgreSQL only), so instances coordinate through advisory locks. */
+  shareDatabaseUrl?: boolean;
 }
 
 export interface Harness {
@@ -102,6 +104,7 @@ export async function startHarness(
     TEMPLATE_READY_TIMEOUT_MS: '3000',
     LOG_LEVEL: 'debug',
     ...(options.template ? { GITHUB_TEMPLATE: options.template } : {}),
+    ...(options.shareDatabaseUrl && database.url ? { DATABASE_URL: database.url } : {}),
     ...options.env,
   };
   const config = loadConfig(env);

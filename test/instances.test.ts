@@ -1,0 +1,98 @@
+/**
+ * Several service instances on one PostgreSQL database: each run is driven by one instance at a
+ * time (a session advisory lock per run), and a run whose instance lost its lock connection, as
+ * a crashed instance does, is finished by a peer.
+ */
+import { sql } from 'kysely';
+import { afterEach, describe, expect, it } from 'vitest';
+import { createLogger } from '../src/logger.js';
+import { startService, type Service } from '../src/service.js';
+import { ORG, startHarness, type Harness } from './helpers/harness.js';
+
+const postgres = Boolean(process.env.TEST_DATABASE_URL);
+
+describe.skipIf(!postgres)('instances sharing PostgreSQL (needs TEST_DATABASE_URL)', () => {
+  let h: Harness;
+  let peer: Service | undefined;
+
+  afterEach(async () => {
+    await peer?.close();
+    peer = undefined;
+    await h?.close();
+  });
+
+  async function startPeer(): Promise<Service> {
+    const logger = createLogger({ level: 'silent', secrets: [] });
+
+    return startService(h.config, { logger, listen: false, sandbox: h.sandbox, resume: false });
+  }
+
+  it('drives a run on one instance only while another keeps looking for unfinished runs', async () => {
+    h = await startHarness('postgres', { shareDatabaseUrl: true });
+    await h.addUser();
+    peer = await startPeer();
+    h.sandbox.github.faults.add({ method: 'POST', path: /^\/orgs\/[^/]+\/repos$/, delayMs: 300 });
+
+    const response = await h.post(h.build({ repoName: 'single-driver' }));
+    const { runId } = (await response.json()) as { runId: string };
+    const sweeps: number[] = [];
+    for (let i = 0; i < 10; i += 1) {
+      sweeps.push(await peer.driver.resumeUnfinished());
+      await new Promise((done) => setTimeout(done, 50));
+    }
+    await Promise.all([h.settle(), peer.driver.idle()]);
+
+    const starts = await h.db
+      .selectFrom('run_events')
+      .select('step')
+      .where('run_id', '=', runId)
+      .where('type', '=', 'step.started')
+      .where('step', '=', 'createRepository')
+      .execute();
+    expect(starts).toHaveLength(1);
+    expect(h.sandbox.github.state.listRepos(ORG)).toHaveLength(1);
+    expect(h.sandbox.amplify.state.listApps()).toHaveLength(1);
+    const run = await h.db.selectFrom('runs').selectAll().where('id', '=', runId).executeTakeFirst();
+    expect(run).toMatchObject({ status: 'succeeded' });
+  });
+
+  it('finishes on a peer the run of an instance that lost its lock connection', async () => {
+    h = await startHarness('postgres', { shareDatabaseUrl: true });
+    await h.addUser();
+    peer = await startPeer();
+    const slow = h.sandbox.amplify.faults.add({ method: 'POST', path: /^\/apps$/, delayMs: 2_000 });
+    const response = await h.post(h.build({ repoName: 'handed-over' }));
+    const { runId } = (await response.json()) as { runId: string };
+    await waitForState(h, runId, 'creatingAmplify');
+
+    // What a crash does to the lock: the connection goes, and the server drops its locks.
+    await sql`
+      SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+      WHERE application_name = 'site-orchestrator-locks' AND datname = current_database()
+    `.execute(h.db);
+    await h.settle();
+    h.sandbox.amplify.faults.remove(slow);
+    await peer.driver.resumeUnfinished();
+    await peer.driver.idle();
+
+    const run = await h.db.selectFrom('runs').selectAll().where('id', '=', runId).executeTakeFirst();
+    expect(run).toMatchObject({ status: 'succeeded', state: 'done' });
+    expect(h.sandbox.github.state.listRepos(ORG)).toHaveLength(1);
+    expect(h.sandbox.amplify.state.listApps()).toHaveLength(1);
+    expect(h.sink.messages).toHaveLength(1);
+  });
+});
+
+async function waitForState(h: Harness, runId: string, prefix: string): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const run = await h.db
+      .selectFrom('runs')
+      .select('state')
+      .where('id', '=', runId)
+      .executeTakeFirst();
+    if (run?.state.startsWith(prefix)) return;
+    if (Date.now() > deadline) throw new Error(`run never reached ${prefix}; last ${run?.state}`);
+    await new Promise((done) => setTimeout(done, 20));
+  }
+}
