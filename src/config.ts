@@ -65,6 +65,20 @@ const environmentVariables = optionalText.transform((value, ctx) => {
   return pairs;
 });
 
+/** Hosts that name this machine only: inspection events never leave it. */
+const LOOPBACK_HOST = /^(localhost|127(\.\d{1,3}){3}|\[::1\])$/;
+
+/** A `ws://` URL on a loopback host, for live inspection; anything else is refused. */
+const loopbackWebSocketUrl = optionalText.refine(
+  (value) => {
+    if (value === undefined) return true;
+    const url = parseUrl(value);
+
+    return url !== undefined && url.protocol === 'ws:' && LOOPBACK_HOST.test(url.hostname);
+  },
+  { message: 'must be a ws:// URL on a loopback host (127.0.0.1, ::1 or localhost)' },
+);
+
 const environmentSchema = z.object({
   PORT: z.coerce.number().int().min(0).max(65535).default(3000),
   HOST: z.string().default('127.0.0.1'),
@@ -113,6 +127,9 @@ const environmentSchema = z.object({
   RETRY_MAX_DELAY_MS: positiveInt(60_000),
   STEP_TIMEOUT_MS: positiveInt(30_000),
   TEMPLATE_READY_TIMEOUT_MS: positiveInt(60_000),
+  RESUME_INTERVAL_MS: positiveInt(30_000),
+
+  INSPECT_WS_URL: loopbackWebSocketUrl,
 });
 
 export interface AdminToken {
@@ -172,6 +189,10 @@ export interface Config {
   retry: RetryPolicy;
   stepTimeoutMs: number;
   templateReadyTimeoutMs: number;
+  /** How often to look for unfinished runs no instance is driving. */
+  resumeIntervalMs: number;
+  /** Live inspection of running machines; off when `wsUrl` is unset. */
+  inspect: { wsUrl: string | undefined };
 }
 
 /** Raised when a setting is missing or malformed; the message names every offending variable. */
@@ -256,6 +277,8 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     },
     stepTimeoutMs: e.STEP_TIMEOUT_MS,
     templateReadyTimeoutMs: e.TEMPLATE_READY_TIMEOUT_MS,
+    resumeIntervalMs: e.RESUME_INTERVAL_MS,
+    inspect: { wsUrl: e.INSPECT_WS_URL },
   };
 }
 
@@ -274,6 +297,14 @@ export function secretValues(config: Config): string[] {
   }
 
   return values.filter((value): value is string => typeof value === 'string' && value.length >= 6);
+}
+
+function parseUrl(text: string): URL | undefined {
+  try {
+    return new URL(text);
+  } catch {
+    return undefined;
+  }
 }
 
 function safeUrlPassword(url: string): string | undefined {
