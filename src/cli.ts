@@ -1,8 +1,8 @@
 /**
- * The command line: `serve`, `demo`, `submit`, `migrate`, `users` and `runs`.
+ * The command line: `serve`, `demo`, `submit`, `migrate`, `export`, `users` and `runs`.
  * Settings come from the environment (see the README); this is the only module that reads it.
  */
-import { readFile, readdir } from 'node:fs/promises';
+import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -22,6 +22,8 @@ import {
 } from './formsg/test-submission.js';
 import type { RunView } from './runs/view.js';
 import { startService } from './service.js';
+import { DIAGRAM_START, replaceDiagram, toDefinitionJson, toMermaid } from './visualize.js';
+import { siteCreationMachine } from '../machines/site-creation.machine.js';
 import { createLogger } from './logger.js';
 
 const USAGE = `usage: site-orchestrator <command>
@@ -31,6 +33,8 @@ const USAGE = `usage: site-orchestrator <command>
   submit <answers.json>      sign, encrypt and post a submission to a running service
                              (FORMSG_MODE=test services only; --url to override the target)
   migrate                    bring the database schema up to date
+  export [dir]               write the machine's JSON definition and Mermaid diagram to dir
+                             (default docs/) and the diagram into ./README.md
   users add <email>          register a requester
   users list                 list registered requesters
   runs list [--status S]     list runs, newest first        (these talk to the running
@@ -39,6 +43,10 @@ const USAGE = `usage: site-orchestrator <command>
   runs rollback <id>         undo a failed or stuck run      http://127.0.0.1:$PORT,
   runs cancel <id>           stop a running run, undo it     with ADMIN_TOKEN)
 `;
+
+// The AWS SDK warns that its releases from January 2027 need Node 22; package.json pins a
+// release that supports Node 20, so the warning says nothing actionable here.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
@@ -56,6 +64,8 @@ async function main(argv: string[]): Promise<number> {
       return users(rest);
     case 'runs':
       return runs(rest);
+    case 'export':
+      return exportMachine(rest);
     case undefined:
     case 'help':
     case '--help':
@@ -98,6 +108,33 @@ async function withDatabase<T>(work: (config: Config, db: Awaited<ReturnType<typ
   } finally {
     await database.close();
   }
+}
+
+/**
+ * The machine's pictures: `machine.json` (for the XState visualiser and the Stately editor)
+ * and `machine.mmd` in `dir`, and the diagram between the markers of `README.md` in the
+ * current folder, when there is one with markers. Needs no settings.
+ */
+async function exportMachine(args: string[]): Promise<number> {
+  const dir = resolve(args[0] ?? 'docs');
+  const mermaid = toMermaid(siteCreationMachine);
+
+  await mkdir(dir, { recursive: true });
+  await writeFile(join(dir, 'machine.json'), toDefinitionJson(siteCreationMachine));
+  await writeFile(join(dir, 'machine.mmd'), mermaid);
+  process.stdout.write(`wrote ${join(dir, 'machine.json')} and ${join(dir, 'machine.mmd')}\n`);
+
+  const readmePath = resolve('README.md');
+  const readme = await readFile(readmePath, 'utf8').catch(() => undefined);
+  if (readme === undefined || !readme.includes(DIAGRAM_START)) {
+    process.stdout.write('no README.md with diagram markers here; left alone\n');
+
+    return 0;
+  }
+  await writeFile(readmePath, replaceDiagram(readme, mermaid));
+  process.stdout.write(`wrote the diagram into ${readmePath}\n`);
+
+  return 0;
 }
 
 async function migrate(): Promise<number> {
