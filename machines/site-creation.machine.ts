@@ -286,6 +286,94 @@ const cancellable = {
   },
 } as const;
 
+type PlainStepActor =
+  | 'waitForRepoContent'
+  | 'ensureRepoBranches'
+  | 'recordRepo'
+  | 'ensureAppBranches'
+  | 'startBuilds'
+  | 'recordDeployment'
+  | 'markSiteReady';
+
+/**
+ * A forward step with nothing to keep from its output: on to `next` when it succeeds, back
+ * through `waiting` when it fails transiently, to rollback when it fails for good.
+ */
+const plainStep = (
+  src: PlainStepActor,
+  step: StepName,
+  next: string,
+  calls: string[],
+  extra: { description?: string } = {},
+) =>
+  ({
+    ...extra,
+    meta: { calls },
+    initial: 'running',
+    states: {
+      running: {
+        invoke: {
+          src,
+          input: stepInput(step),
+          onDone: { target: next, actions: 'clearRetry' },
+          onError: retryOrFail(step, '#siteCreation.rollingBack'),
+        },
+      },
+      waiting,
+    },
+  }) as const;
+
+type Outcome = { guard?: 'hasLeftBehind'; target: string };
+
+/**
+ * An e-mail step. Whether the mail goes out or not, the run moves on to `next`: a mail that
+ * cannot be sent never changes the outcome it reports. `skipUnless` names a guard that must
+ * hold for the mail to be sent at all.
+ */
+const mailStep = (
+  kind: MailKind,
+  step: StepName,
+  next: readonly Outcome[],
+  extra: { description: string; skipUnless?: 'opsConfigured' | 'hasRequesterEmail' },
+) => {
+  const running = {
+    invoke: {
+      src: 'sendMail',
+      input: ({ context }: { context: SiteCreationContext }) => ({
+        ...stepInput(step)({ context }),
+        kind,
+      }),
+      onDone: next.map((outcome) => ({ ...outcome, actions: 'clearRetry' as const })),
+      onError: [
+        {
+          guard: { type: 'canRetry', params: { step } },
+          target: 'waiting',
+          actions: { type: 'scheduleRetry', params: { step } },
+        },
+        ...next.map((outcome) => ({ ...outcome, actions: 'clearRetry' as const })),
+      ],
+    },
+  } as const;
+  const skip = extra.skipUnless;
+
+  return {
+    description: extra.description,
+    meta: { calls: ['smtp'] },
+    initial: skip ? 'deciding' : 'running',
+    states: {
+      ...(skip
+        ? {
+            deciding: {
+              always: [{ guard: skip, target: 'running' }, { target: next.at(-1)?.target }],
+            },
+          }
+        : {}),
+      running,
+      waiting,
+    },
+  } as const;
+};
+
 export const siteCreationMachine = setup({
   types: {
     context: {} as SiteCreationContext,
@@ -581,43 +669,19 @@ export const siteCreationMachine = setup({
             waiting,
           },
         },
-        awaitingContent: {
-          description: 'A repository made from a template fills in a moment after creation.',
-          meta: { calls: ['github'] },
-          initial: 'running',
-          states: {
-            running: {
-              invoke: {
-                src: 'waitForRepoContent',
-                input: stepInput('waitForRepoContent'),
-                onDone: {
-                  target: '#siteCreation.creatingRepo.creatingBranches',
-                  actions: 'clearRetry',
-                },
-                onError: retryOrFail('waitForRepoContent', '#siteCreation.rollingBack'),
-              },
-            },
-            waiting,
-          },
-        },
-        creatingBranches: {
-          meta: { calls: ['github'] },
-          initial: 'running',
-          states: {
-            running: {
-              invoke: {
-                src: 'ensureRepoBranches',
-                input: stepInput('ensureRepoBranches'),
-                onDone: {
-                  target: '#siteCreation.creatingRepo.grantingTeam',
-                  actions: 'clearRetry',
-                },
-                onError: retryOrFail('ensureRepoBranches', '#siteCreation.rollingBack'),
-              },
-            },
-            waiting,
-          },
-        },
+        awaitingContent: plainStep(
+          'waitForRepoContent',
+          'waitForRepoContent',
+          '#siteCreation.creatingRepo.creatingBranches',
+          ['github'],
+          { description: 'A repository made from a template fills in a moment after creation.' },
+        ),
+        creatingBranches: plainStep(
+          'ensureRepoBranches',
+          'ensureRepoBranches',
+          '#siteCreation.creatingRepo.grantingTeam',
+          ['github'],
+        ),
         grantingTeam: {
           meta: { calls: ['github'] },
           initial: 'deciding',
@@ -642,21 +706,12 @@ export const siteCreationMachine = setup({
             waiting,
           },
         },
-        recordingRepo: {
-          meta: { calls: ['database'] },
-          initial: 'running',
-          states: {
-            running: {
-              invoke: {
-                src: 'recordRepo',
-                input: stepInput('recordRepo'),
-                onDone: { target: '#siteCreation.creatingRepo.repoReady', actions: 'clearRetry' },
-                onError: retryOrFail('recordRepo', '#siteCreation.rollingBack'),
-              },
-            },
-            waiting,
-          },
-        },
+        recordingRepo: plainStep(
+          'recordRepo',
+          'recordRepo',
+          '#siteCreation.creatingRepo.repoReady',
+          ['database'],
+        ),
         repoReady: { type: 'final' },
       },
     },
@@ -685,103 +740,36 @@ export const siteCreationMachine = setup({
             waiting,
           },
         },
-        creatingBranches: {
-          meta: { calls: ['amplify'] },
-          initial: 'running',
-          states: {
-            running: {
-              invoke: {
-                src: 'ensureAppBranches',
-                input: stepInput('ensureAppBranches'),
-                onDone: {
-                  target: '#siteCreation.creatingAmplify.startingBuilds',
-                  actions: 'clearRetry',
-                },
-                onError: retryOrFail('ensureAppBranches', '#siteCreation.rollingBack'),
-              },
-            },
-            waiting,
-          },
-        },
-        startingBuilds: {
-          meta: { calls: ['amplify'] },
-          initial: 'running',
-          states: {
-            running: {
-              invoke: {
-                src: 'startBuilds',
-                input: stepInput('startBuilds'),
-                onDone: {
-                  target: '#siteCreation.creatingAmplify.recordingDeployment',
-                  actions: 'clearRetry',
-                },
-                onError: retryOrFail('startBuilds', '#siteCreation.rollingBack'),
-              },
-            },
-            waiting,
-          },
-        },
-        recordingDeployment: {
-          meta: { calls: ['database'] },
-          initial: 'running',
-          states: {
-            running: {
-              invoke: {
-                src: 'recordDeployment',
-                input: stepInput('recordDeployment'),
-                onDone: {
-                  target: '#siteCreation.creatingAmplify.appReady',
-                  actions: 'clearRetry',
-                },
-                onError: retryOrFail('recordDeployment', '#siteCreation.rollingBack'),
-              },
-            },
-            waiting,
-          },
-        },
+        creatingBranches: plainStep(
+          'ensureAppBranches',
+          'ensureAppBranches',
+          '#siteCreation.creatingAmplify.startingBuilds',
+          ['amplify'],
+        ),
+        startingBuilds: plainStep(
+          'startBuilds',
+          'startBuilds',
+          '#siteCreation.creatingAmplify.recordingDeployment',
+          ['amplify'],
+        ),
+        recordingDeployment: plainStep(
+          'recordDeployment',
+          'recordDeployment',
+          '#siteCreation.creatingAmplify.appReady',
+          ['database'],
+        ),
         appReady: { type: 'final' },
       },
     },
     completing: {
-      description: 'Marks the site LAUNCH / READY.',
-      meta: { calls: ['database'] },
-      initial: 'running',
+      ...plainStep('markSiteReady', 'markSiteReady', '#siteCreation.notifyingSuccess', ['database'], {
+        description: 'Marks the site LAUNCH / READY.',
+      }),
       on: cancellable,
-      states: {
-        running: {
-          invoke: {
-            src: 'markSiteReady',
-            input: stepInput('markSiteReady'),
-            onDone: { target: '#siteCreation.notifyingSuccess', actions: 'clearRetry' },
-            onError: retryOrFail('markSiteReady', '#siteCreation.rollingBack'),
-          },
-        },
-        waiting,
-      },
     },
-    notifyingSuccess: {
+    notifyingSuccess: mailStep('success', 'sendSuccessMail', [{ target: '#siteCreation.done' }], {
       description: 'E-mails the URLs. A mail failure never turns a ready site into a failed one.',
-      meta: { calls: ['smtp'] },
-      initial: 'running',
-      states: {
-        running: {
-          invoke: {
-            src: 'sendMail',
-            input: ({ context }) => ({ ...stepInput('sendSuccessMail')({ context }), kind: 'success' }),
-            onDone: { target: '#siteCreation.done', actions: 'clearRetry' },
-            onError: [
-              {
-                guard: { type: 'canRetry', params: { step: 'sendSuccessMail' } },
-                target: 'waiting',
-                actions: { type: 'scheduleRetry', params: { step: 'sendSuccessMail' } },
-              },
-              { target: '#siteCreation.done', actions: 'clearRetry' },
-            ],
-          },
-        },
-        waiting,
-      },
-    },
+    }),
     done: {
       description: 'The site is LAUNCH / READY.',
       type: 'final',
@@ -866,91 +854,28 @@ export const siteCreationMachine = setup({
         rolledBack: { type: 'final' },
       },
     },
-    notifyingOps: {
+    notifyingOps: mailStep('ops', 'sendOpsMail', [{ target: '#siteCreation.notifyingFailure' }], {
       description: 'Tells the operations address what an undo left behind.',
-      meta: { calls: ['smtp'] },
-      initial: 'deciding',
-      states: {
-        deciding: {
-          always: [
-            { guard: 'opsConfigured', target: 'running' },
-            { target: '#siteCreation.notifyingFailure' },
-          ],
-        },
-        running: {
-          invoke: {
-            src: 'sendMail',
-            input: ({ context }) => ({ ...stepInput('sendOpsMail')({ context }), kind: 'ops' }),
-            onDone: { target: '#siteCreation.notifyingFailure', actions: 'clearRetry' },
-            onError: [
-              {
-                guard: { type: 'canRetry', params: { step: 'sendOpsMail' } },
-                target: 'waiting',
-                actions: { type: 'scheduleRetry', params: { step: 'sendOpsMail' } },
-              },
-              { target: '#siteCreation.notifyingFailure', actions: 'clearRetry' },
-            ],
-          },
-        },
-        waiting,
+      skipUnless: 'opsConfigured',
+    }),
+    notifyingFailure: mailStep(
+      'failure',
+      'sendFailureMail',
+      [
+        { guard: 'hasLeftBehind', target: '#siteCreation.needsCleanup' },
+        { target: '#siteCreation.failed' },
+      ],
+      { description: 'Tells the requester which step failed and what was undone.' },
+    ),
+    notifyingRejection: mailStep(
+      'rejection',
+      'sendRejectionMail',
+      [{ target: '#siteCreation.failed' }],
+      {
+        description: 'Tells the requester why the request was refused before anything was created.',
+        skipUnless: 'hasRequesterEmail',
       },
-    },
-    notifyingFailure: {
-      description: 'Tells the requester which step failed and what was undone.',
-      meta: { calls: ['smtp'] },
-      initial: 'running',
-      states: {
-        running: {
-          invoke: {
-            src: 'sendMail',
-            input: ({ context }) => ({ ...stepInput('sendFailureMail')({ context }), kind: 'failure' }),
-            onDone: [
-              { guard: 'hasLeftBehind', target: '#siteCreation.needsCleanup' },
-              { target: '#siteCreation.failed' },
-            ],
-            onError: [
-              {
-                guard: { type: 'canRetry', params: { step: 'sendFailureMail' } },
-                target: 'waiting',
-                actions: { type: 'scheduleRetry', params: { step: 'sendFailureMail' } },
-              },
-              { guard: 'hasLeftBehind', target: '#siteCreation.needsCleanup' },
-              { target: '#siteCreation.failed' },
-            ],
-          },
-        },
-        waiting,
-      },
-    },
-    notifyingRejection: {
-      description: 'Tells the requester why the request was refused before anything was created.',
-      meta: { calls: ['smtp'] },
-      initial: 'deciding',
-      states: {
-        deciding: {
-          always: [
-            { guard: 'hasRequesterEmail', target: 'running' },
-            { target: '#siteCreation.failed' },
-          ],
-        },
-        running: {
-          invoke: {
-            src: 'sendMail',
-            input: ({ context }) => ({ ...stepInput('sendRejectionMail')({ context }), kind: 'rejection' }),
-            onDone: { target: '#siteCreation.failed', actions: 'clearRetry' },
-            onError: [
-              {
-                guard: { type: 'canRetry', params: { step: 'sendRejectionMail' } },
-                target: 'waiting',
-                actions: { type: 'scheduleRetry', params: { step: 'sendRejectionMail' } },
-              },
-              { target: '#siteCreation.failed', actions: 'clearRetry' },
-            ],
-          },
-        },
-        waiting,
-      },
-    },
+    ),
     failed: {
       description: 'The request failed; whatever the run had created was undone.',
       type: 'final',
