@@ -323,6 +323,40 @@ const plainStep = (
     },
   }) as const;
 
+/**
+ * An undo. It runs only when `when` holds (the run may never have got that far); when it fails
+ * for good, what it could not remove is recorded and the rollback carries on with the next undo.
+ */
+const undoStep = (options: {
+  src: 'deleteApp' | 'deleteRepo' | 'markSiteFailed';
+  when: 'appAttempted' | 'repoAttempted' | 'siteExists';
+  next: string;
+  /** What to record as undone; nothing is recorded for bookkeeping undos. */
+  undone?: string;
+  calls: string[];
+}) =>
+  ({
+    meta: { calls: options.calls },
+    initial: 'deciding',
+    states: {
+      deciding: {
+        always: [{ guard: options.when, target: 'running' }, { target: options.next }],
+      },
+      running: {
+        invoke: {
+          src: options.src,
+          input: stepInput(options.src),
+          onDone: {
+            target: options.next,
+            actions: { type: 'recordUndone', params: { what: options.undone ?? null } },
+          },
+          onError: undoOrLeave(options.src, options.next),
+        },
+      },
+      waiting,
+    },
+  }) as const;
+
 type Outcome = { guard?: 'hasLeftBehind'; target: string };
 
 /**
@@ -459,8 +493,8 @@ export const siteCreationMachine = setup({
 
       return { leftBehind: [...context.leftBehind, item], retry: null };
     }),
-    recordUndone: assign(({ context }, params: { what: string }) => ({
-      undone: [...context.undone, params.what],
+    recordUndone: assign(({ context }, params: { what: string | null }) => ({
+      undone: params.what === null ? context.undone : [...context.undone, params.what],
       retry: null,
     })),
     recordCancel: assign(({ event }) => {
@@ -782,75 +816,26 @@ export const siteCreationMachine = setup({
         { target: 'notifyingFailure' },
       ],
       states: {
-        deletingApp: {
-          meta: { calls: ['amplify', 'database'] },
-          initial: 'deciding',
-          states: {
-            deciding: {
-              always: [
-                { guard: 'appAttempted', target: 'running' },
-                { target: '#siteCreation.rollingBack.deletingRepo' },
-              ],
-            },
-            running: {
-              invoke: {
-                src: 'deleteApp',
-                input: stepInput('deleteApp'),
-                onDone: {
-                  target: '#siteCreation.rollingBack.deletingRepo',
-                  actions: { type: 'recordUndone', params: { what: 'amplify-app' } },
-                },
-                onError: undoOrLeave('deleteApp', '#siteCreation.rollingBack.deletingRepo'),
-              },
-            },
-            waiting,
-          },
-        },
-        deletingRepo: {
-          meta: { calls: ['github', 'database'] },
-          initial: 'deciding',
-          states: {
-            deciding: {
-              always: [
-                { guard: 'repoAttempted', target: 'running' },
-                { target: '#siteCreation.rollingBack.markingFailed' },
-              ],
-            },
-            running: {
-              invoke: {
-                src: 'deleteRepo',
-                input: stepInput('deleteRepo'),
-                onDone: {
-                  target: '#siteCreation.rollingBack.markingFailed',
-                  actions: { type: 'recordUndone', params: { what: 'repository' } },
-                },
-                onError: undoOrLeave('deleteRepo', '#siteCreation.rollingBack.markingFailed'),
-              },
-            },
-            waiting,
-          },
-        },
-        markingFailed: {
-          meta: { calls: ['database'] },
-          initial: 'deciding',
-          states: {
-            deciding: {
-              always: [
-                { guard: 'siteExists', target: 'running' },
-                { target: '#siteCreation.rollingBack.rolledBack' },
-              ],
-            },
-            running: {
-              invoke: {
-                src: 'markSiteFailed',
-                input: stepInput('markSiteFailed'),
-                onDone: { target: '#siteCreation.rollingBack.rolledBack', actions: 'clearRetry' },
-                onError: undoOrLeave('markSiteFailed', '#siteCreation.rollingBack.rolledBack'),
-              },
-            },
-            waiting,
-          },
-        },
+        deletingApp: undoStep({
+          src: 'deleteApp',
+          when: 'appAttempted',
+          next: '#siteCreation.rollingBack.deletingRepo',
+          undone: 'amplify-app',
+          calls: ['amplify', 'database'],
+        }),
+        deletingRepo: undoStep({
+          src: 'deleteRepo',
+          when: 'repoAttempted',
+          next: '#siteCreation.rollingBack.markingFailed',
+          undone: 'repository',
+          calls: ['github', 'database'],
+        }),
+        markingFailed: undoStep({
+          src: 'markSiteFailed',
+          when: 'siteExists',
+          next: '#siteCreation.rollingBack.rolledBack',
+          calls: ['database'],
+        }),
         rolledBack: { type: 'final' },
       },
     },
