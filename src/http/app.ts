@@ -11,8 +11,10 @@ import type { RunDriver } from '../runs/driver.js';
 import type { Runner } from '../runs/runner.js';
 import { loadRunView } from '../runs/view.js';
 import { listRuns } from '../../db/runs.repository.js';
-import type { RunStatus } from '../../db/schema.js';
+import { RUN_STATUSES, type RunStatus } from '../../db/schema.js';
 import { requireAdmin, type AdminVariables } from './admin-auth.js';
+import { createDashboard } from './dashboard/index.js';
+import { countWebhookAnswers, PROMETHEUS_CONTENT_TYPE, type Metrics } from '../metrics.js';
 
 export interface AppDependencies {
   db: Kysely<Database>;
@@ -20,9 +22,9 @@ export interface AppDependencies {
   driver: RunDriver;
   logger: Logger;
   adminTokens: AdminToken[];
+  /** Served at `GET /metrics` (admin token) and fed by the webhook's answers, when given. */
+  metrics?: Metrics;
 }
-
-const RUN_STATUSES: RunStatus[] = ['running', 'succeeded', 'failed', 'rejected', 'needs_cleanup'];
 
 /** FormSG submissions are small; anything larger is not one of ours. */
 const MAX_WEBHOOK_BYTES = 2 * 1024 * 1024;
@@ -32,6 +34,14 @@ export function createApp(deps: AppDependencies) {
   const admin = requireAdmin(deps.adminTokens);
 
   app.get('/healthz', (c) => c.json({ ok: true }));
+
+  const metrics = deps.metrics;
+  if (metrics) {
+    app.use('/sites', countWebhookAnswers(metrics));
+    app.get('/metrics', admin, (c) =>
+      c.body(metrics.render(), 200, { 'content-type': PROMETHEUS_CONTENT_TYPE }),
+    );
+  }
 
   app.post(
     '/sites',
@@ -107,6 +117,8 @@ export function createApp(deps: AppDependencies) {
 
     return c.json(view);
   });
+
+  app.route('/dashboard', createDashboard(deps));
 
   app.onError((error, c) => {
     deps.logger.error({ err: error, path: c.req.path }, 'request failed');

@@ -28,6 +28,7 @@ import {
 } from '../../machines/site-creation.machine.js';
 import type { ErrorRecord } from '../errors.js';
 import type { Logger } from '../logger.js';
+import { holdStepsUntilSaved } from '../steps/step.js';
 import { LocalRunLocks, type RunLocks } from './locks.js';
 import { eventsBetween, statePath, type RunEventDraft, type SnapshotView } from './history.js';
 
@@ -296,10 +297,10 @@ export class Runner {
     fresh?: { input: SiteCreationInput; events: RunEventDraft[] },
   ): Promise<RunStatus> {
     const { db, machine } = this.options;
-    const logger = this.options.logger.child({ runId });
     const row = await findRun(db, runId);
     if (!row) throw new Error(`run ${runId} does not exist`);
     if (!fresh && row.status !== 'running') return row.status;
+    const logger = this.options.logger.child({ runId, submissionId: row.submission_id });
 
     if (row.machine_version !== SITE_CREATION_MACHINE_VERSION) {
       logger.error(
@@ -324,7 +325,8 @@ export class Runner {
       : createActor(machine, { snapshot, input: this.inputFor(runId, null), ...inspect });
     this.actors.set(runId, actor);
 
-    const persister = new Persister(db, runId, logger, row.submission_id, this.options.observer);
+    const persister = new Persister(db, runId, logger, this.options.observer);
+    holdStepsUntilSaved(actor.system, () => persister.saved());
     let previous: SnapshotView | null = fresh
       ? null
       : { value: snapshot.value, context: snapshot.context };
@@ -392,12 +394,12 @@ export class Runner {
 /** Writes a run's progress in order, one transaction at a time. */
 class Persister {
   private chain: Promise<void> = Promise.resolve();
+  private failure: unknown;
 
   constructor(
     private readonly db: Kysely<Database>,
     private readonly runId: string,
     private readonly logger: Logger,
-    private readonly submissionId: string,
     private readonly observer?: RunObserver,
   ) {}
 
@@ -443,10 +445,19 @@ class Persister {
     return this.chain;
   }
 
+  /** Resolves once every save queued so far is written; rejects when the latest one failed. */
+  async saved(): Promise<void> {
+    await this.chain;
+    if (this.failure !== undefined) throw this.failure;
+  }
+
   private enqueue(work: () => Promise<unknown>): void {
     this.chain = this.chain.then(work).then(
-      () => undefined,
+      () => {
+        this.failure = undefined;
+      },
       (error: unknown) => {
+        this.failure = error;
         this.logger.error({ err: error }, 'could not save run progress');
       },
     );
@@ -459,7 +470,6 @@ class Persister {
     const owner = path.includes('.') ? path.slice(0, path.lastIndexOf('.')) : path;
     const step = event.step ?? STEP_OF_STATE[path] ?? STEP_OF_STATE[owner];
     const fields = {
-      submissionId: this.submissionId,
       event: event.type,
       ...(event.state ? { state: event.state } : {}),
       ...(step ? { step } : {}),
