@@ -128,6 +128,8 @@ const environmentSchema = z.object({
   STEP_TIMEOUT_MS: positiveInt(30_000),
   TEMPLATE_READY_TIMEOUT_MS: positiveInt(60_000),
   RESUME_INTERVAL_MS: positiveInt(30_000),
+  RUN_DRIVER: z.enum(['local', 'pgboss']).default('local'),
+  WORKER_CONCURRENCY: z.coerce.number().int().min(0).max(64).default(4),
 
   INSPECT_WS_URL: loopbackWebSocketUrl,
 });
@@ -191,6 +193,11 @@ export interface Config {
   templateReadyTimeoutMs: number;
   /** How often to look for unfinished runs no instance is driving. */
   resumeIntervalMs: number;
+  /**
+   * `local`: each instance drives the runs it admits. `pgboss`: runs go through a job queue in
+   * PostgreSQL and any instance with workers drives them.
+   */
+  driver: { kind: 'local' | 'pgboss'; concurrency: number };
   /** Live inspection of running machines; off when `wsUrl` is unset. */
   inspect: { wsUrl: string | undefined };
 }
@@ -218,6 +225,12 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
   if (hasKeyId !== (e.AWS_SECRET_ACCESS_KEY !== undefined)) {
     throw new ConfigError(
       'invalid settings:\n  AWS_SECRET_ACCESS_KEY: set both AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or neither',
+    );
+  }
+
+  if (e.RUN_DRIVER === 'pgboss' && !e.DATABASE_URL) {
+    throw new ConfigError(
+      'invalid settings:\n  RUN_DRIVER: pgboss keeps its queue in PostgreSQL; set DATABASE_URL',
     );
   }
 
@@ -278,6 +291,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     stepTimeoutMs: e.STEP_TIMEOUT_MS,
     templateReadyTimeoutMs: e.TEMPLATE_READY_TIMEOUT_MS,
     resumeIntervalMs: e.RESUME_INTERVAL_MS,
+    driver: { kind: e.RUN_DRIVER, concurrency: e.WORKER_CONCURRENCY },
     inspect: { wsUrl: e.INSPECT_WS_URL },
   };
 }

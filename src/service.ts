@@ -23,6 +23,7 @@ import { createMetrics, type Metrics } from './metrics.js';
 import { InProcessDriver, type RunDriver } from './runs/driver.js';
 import { Runner } from './runs/runner.js';
 import { AdvisoryRunLocks, LocalRunLocks } from './runs/locks.js';
+import { PgBossDriver } from './runs/pgboss-driver.js';
 import { startSandbox, type Sandbox } from './sandbox/index.js';
 import { createSteps } from './steps/index.js';
 
@@ -174,7 +175,17 @@ export async function startService(
     observer: metrics.observeRun,
     ...(inspector ? { inspect: inspector.inspect } : {}),
   });
-  const driver = new InProcessDriver(runner, database.db, logger, config.resumeIntervalMs);
+  const driver: RunDriver =
+    config.driver.kind === 'pgboss' && config.database.url
+      ? await PgBossDriver.start({
+          runner,
+          db: database.db,
+          logger,
+          databaseUrl: config.database.url,
+          concurrency: config.driver.concurrency,
+          sweepIntervalMs: config.resumeIntervalMs,
+        })
+      : new InProcessDriver(runner, database.db, logger, config.resumeIntervalMs);
   const app = createApp({
     db: database.db,
     runner,

@@ -96,3 +96,45 @@ async function waitForState(h: Harness, runId: string, prefix: string): Promise<
     await new Promise((done) => setTimeout(done, 20));
   }
 }
+
+describe.skipIf(!postgres)('runs through the pg-boss queue (needs TEST_DATABASE_URL)', () => {
+  let h: Harness;
+  let worker: Service | undefined;
+
+  afterEach(async () => {
+    await worker?.close();
+    worker = undefined;
+    await h?.close();
+  });
+
+  it('lets a webhook-only instance admit runs that a worker instance drives', async () => {
+    h = await startHarness('postgres', {
+      shareDatabaseUrl: true,
+      env: { RUN_DRIVER: 'pgboss', WORKER_CONCURRENCY: '0' },
+    });
+    await h.addUser();
+    const workerConfig = { ...h.config, driver: { kind: 'pgboss' as const, concurrency: 2 } };
+    worker = await startService(workerConfig, {
+      logger: createLogger({ level: 'silent', secrets: [] }),
+      listen: false,
+      sandbox: h.sandbox,
+    });
+    const before = h.logs.length;
+
+    const runIds: string[] = [];
+    for (const name of ['queued-one', 'queued-two', 'queued-three']) {
+      const response = await h.post(h.build({ repoName: name }));
+      runIds.push(((await response.json()) as { runId: string }).runId);
+    }
+    await Promise.allSettled([h.settle(), worker.driver.idle()]);
+    await worker.driver.idle();
+
+    const runs = await h.db.selectFrom('runs').select(['id', 'status']).execute();
+    expect(runs.map((run) => run.id).sort()).toEqual(runIds.sort());
+    expect(runs.map((run) => run.status)).toEqual(['succeeded', 'succeeded', 'succeeded']);
+    expect(h.sandbox.github.state.listRepos(ORG)).toHaveLength(3);
+    expect(h.sandbox.amplify.state.listApps()).toHaveLength(3);
+    const drovenHere = h.logs.slice(before).filter((line) => line.event === 'state.entered');
+    expect(drovenHere).toEqual([]);
+  });
+});
