@@ -67,6 +67,13 @@ describe('settings', () => {
     );
   });
 
+  it('refuses the pg-boss driver without a PostgreSQL database to keep its queue in', () => {
+    expect(() => loadConfig({ ...base, RUN_DRIVER: 'pgboss' })).toThrow(/RUN_DRIVER.*DATABASE_URL/);
+    expect(
+      loadConfig({ ...base, RUN_DRIVER: 'pgboss', DATABASE_URL: 'postgres://127.0.0.1/x' }).driver,
+    ).toEqual({ kind: 'pgboss', concurrency: 4 });
+  });
+
   it('reads named admin tokens and a bare one', () => {
     const named = loadConfig({
       ...base,
