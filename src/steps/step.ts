@@ -14,12 +14,27 @@ export interface StepOptions {
   timeoutMs?: number;
 }
 
+/** Per run, keyed by its actor system: resolves once the run's latest state is saved. */
+const saveBarriers = new WeakMap<object, () => Promise<void>>();
+
+/**
+ * Write-ahead for one run: every step of the run whose actor system is `system` waits, before
+ * it touches anything, until `saved` resolves, that is until the state that started the step
+ * is saved. A crash then never leaves effects behind that the saved state knows nothing of.
+ * `saved` rejects when the save failed; the step then fails transiently.
+ */
+export function holdStepsUntilSaved(system: object, saved: () => Promise<void>): void {
+  saveBarriers.set(system, saved);
+}
+
 /** Wraps `run` as a promise actor with a time limit and error records. */
 export function step<TInput extends StepInput, TOutput>(
   run: StepFunction<TInput, TOutput>,
   options: StepOptions = {},
 ) {
-  return fromPromise<TOutput, TInput>(async ({ input, signal }) => {
+  return fromPromise<TOutput, TInput>(async ({ input, signal, system }) => {
+    await untilSaved(system as object, signal);
+
     const timeoutMs = options.timeoutMs ?? input.timeoutMs;
     const deadline = AbortSignal.timeout(timeoutMs);
     const combined = AbortSignal.any([signal, deadline]);
@@ -40,6 +55,27 @@ export function step<TInput extends StepInput, TOutput>(
       throw toErrorRecord(error);
     }
   });
+}
+
+async function untilSaved(system: object, signal: AbortSignal): Promise<void> {
+  const saved = saveBarriers.get(system);
+  if (!saved) return;
+
+  // XState starts this actor just before it hands the new state to the runner, which queues
+  // its save; one turn later that save is queued and `saved()` covers it.
+  await Promise.resolve();
+  try {
+    await raceAbort(saved(), signal);
+  } catch (error) {
+    if (signal.aborted) throw toErrorRecord(error);
+
+    const unsaved = new TransientError('the run could not be saved before this step', {
+      service: 'database',
+      code: 'RunNotSaved',
+      cause: error,
+    });
+    throw toErrorRecord(unsaved);
+  }
 }
 
 /** Rejects as soon as the signal aborts, even when `work` ignores the signal. */
