@@ -209,6 +209,15 @@ describe.each(databaseKinds)('rollback and operator controls on %s', (kind) => {
       .where('type', '=', 'operator.action')
       .execute();
     expect(events).toEqual([expect.objectContaining({ actor: 'tester', detail: { action: 'retry' } })]);
+    const history = await h.db
+      .selectFrom('run_events')
+      .select(['type', 'state'])
+      .where('run_id', '=', runId)
+      .orderBy('id')
+      .execute();
+    const action = history.findIndex((event) => event.type === 'operator.action');
+    expect(history[action - 1]).toMatchObject({ type: 'run.finished', state: 'failed' });
+    expect(history[action + 1]).toMatchObject({ type: 'state.entered', state: 'reopening.running' });
     const mails = await h.sink.waitFor(2);
     expect(mails.map((mail) => mail.subject)).toEqual([
       expect.stringMatching(/could not create/),

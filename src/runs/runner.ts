@@ -332,10 +332,13 @@ export class Runner {
       : { value: snapshot.value, context: snapshot.context };
     let startedAt: number | null = null;
 
-    const record = (next: RunSnapshot, extra: RunEventDraft[] = []) => {
+    // An operator's action heads the history of the go it starts, whichever save comes first.
+    let opening: RunEventDraft[] = fresh?.events ?? [];
+    const record = (next: RunSnapshot) => {
       const now = Date.now();
       const view: SnapshotView = { value: next.value, context: next.context };
-      const events = [...extra, ...eventsBetween(previous, view, startedAt, now)];
+      const events = [...opening, ...eventsBetween(previous, view, startedAt, now)];
+      opening = [];
       if (events.some((event) => event.type === 'step.started')) startedAt = now;
       previous = view;
       if (events.length === 0) return;
@@ -357,7 +360,7 @@ export class Runner {
     actor.start();
     if (fresh) {
       // The first state of a new go is saved at once, so a crash now resumes this go.
-      record(actor.getSnapshot(), fresh.events);
+      record(actor.getSnapshot());
     } else if (statePath(snapshot.value) === 'accepted') {
       actor.send({ type: 'admission.recorded' });
     } else if (actor.getSnapshot().status === 'done') {
