@@ -32,7 +32,8 @@ function idOf(node: AnyStateNode): string {
   return node.path.join('_');
 }
 
-function guardName(guard: unknown): string | undefined {
+/** The name of a transition's guard, when it has one. */
+export function guardName(guard: unknown): string | undefined {
   if (guard === undefined) return undefined;
   if (typeof guard === 'string') return guard;
   if (typeof guard === 'object' && guard !== null && 'type' in guard) {
@@ -42,46 +43,61 @@ function guardName(guard: unknown): string | undefined {
   return 'guard';
 }
 
-function eventLabel(eventType: string, node: AnyStateNode): string {
-  if (eventType.startsWith('xstate.done.actor.')) {
-    return `${node.invoke[0]?.src ?? 'step'} done`;
-  }
-  if (eventType.startsWith('xstate.error.actor.')) {
-    return `${node.invoke[0]?.src ?? 'step'} failed`;
-  }
+/** A transition's event in words: `createRepository done`, `run.cancel`, `always`. */
+export function eventLabel(eventType: string, node: AnyStateNode): string {
+  const src = node.invoke[0]?.src;
+  const actor = typeof src === 'string' ? src : 'step';
+  if (eventType.startsWith('xstate.done.actor.')) return `${actor} done`;
+  if (eventType.startsWith('xstate.error.actor.')) return `${actor} failed`;
   if (eventType.startsWith('xstate.done.state.')) return 'all done';
   if (eventType === '') return 'always';
 
   return eventType;
 }
 
-function collectEdges(node: AnyStateNode, edges: Edge[]): void {
-  const from = visibleOf(node);
-  const transitions: Array<
-    [string, ReadonlyArray<{ target?: readonly AnyStateNode[]; guard?: unknown }>]
-  > = [
-    ...[...node.transitions.entries()],
+export interface TransitionVisit {
+  from: AnyStateNode;
+  to: AnyStateNode;
+  /** The raw event type; '' for eventless (`always`) transitions. */
+  eventType: string;
+  guard: string | undefined;
+}
+
+type TransitionList = ReadonlyArray<{ target?: readonly AnyStateNode[]; guard?: unknown }>;
+
+/** Calls `visit` for every transition of `node` and its descendants, one per target. */
+export function forEachTransition(node: AnyStateNode, visit: (t: TransitionVisit) => void): void {
+  const lists: Array<[string, TransitionList]> = [
+    ...node.transitions.entries(),
     ['', node.always ?? []],
   ];
-
-  for (const [eventType, list] of transitions) {
+  for (const [eventType, list] of lists) {
     for (const transition of list) {
-      for (const target of transition.target ?? []) {
-        const to = visibleOf(target);
-        const guard = guardName(transition.guard);
-        const skipped = eventType === '' && guard === undefined && isStepNode(from);
-        const base = skipped ? 'skipped' : eventLabel(eventType, node);
-        if (to === from) {
-          if (guard === 'canRetry') edges.push({ from: idOf(from), to: idOf(to), label: 'retry' });
-          continue;
-        }
-        const label = guard ? `${base} [${guard}]` : base;
-        edges.push({ from: idOf(from), to: idOf(to), label });
+      for (const to of transition.target ?? []) {
+        visit({ from: node, to, eventType, guard: guardName(transition.guard) });
       }
     }
   }
 
-  for (const child of Object.values(node.states)) collectEdges(child, edges);
+  for (const child of Object.values(node.states)) forEachTransition(child, visit);
+}
+
+function collectEdges(root: AnyStateNode): Edge[] {
+  const edges: Edge[] = [];
+  forEachTransition(root, ({ from: source, to: target, eventType, guard }) => {
+    const from = visibleOf(source);
+    const to = visibleOf(target);
+    if (to === from) {
+      if (guard === 'canRetry') edges.push({ from: idOf(from), to: idOf(to), label: 'retry' });
+
+      return;
+    }
+    const skipped = eventType === '' && guard === undefined && isStepNode(from);
+    const base = skipped ? 'skipped' : eventLabel(eventType, source);
+    edges.push({ from: idOf(from), to: idOf(to), label: guard ? `${base} [${guard}]` : base });
+  });
+
+  return edges;
 }
 
 function declare(node: AnyStateNode, indent: string, lines: string[]): void {
@@ -112,8 +128,7 @@ export function toMermaid(machine: AnyStateMachine): string {
   }
   declare(root, '  ', lines);
 
-  const edges: Edge[] = [];
-  collectEdges(root, edges);
+  const edges = collectEdges(root);
   const seen = new Set<string>();
   for (const edge of edges) {
     const key = `${edge.from}|${edge.to}|${edge.label}`;

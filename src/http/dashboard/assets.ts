@@ -83,11 +83,12 @@ dl.facts dd { margin: 0; word-break: break-word; }
 svg.chart { width: 100%; min-width: 900px; height: auto; display: block; }
 svg.chart text { font: 12px system-ui, sans-serif; fill: var(--ink); }
 svg.chart text.step { font-size: 10px; fill: var(--muted); }
+.chart-state text { text-anchor: middle; }
 .chart-group rect { fill: #f7f8fb; stroke: #c3c9d5; stroke-dasharray: 4 3; }
 .chart-group.visited rect { fill: #f1f7f3; stroke: #8fbf9f; }
 .chart-group text { font-weight: 600; fill: var(--muted); }
-.chart-edge { stroke: #cfd5df; stroke-width: 1; }
-.chart-taken { stroke: var(--violet); stroke-width: 2.5; }
+.chart-edge { stroke: #cfd5df; stroke-width: 1; fill: none; }
+.chart-taken { stroke: var(--violet); stroke-width: 2.5; fill: none; }
 .chart-arrow-head { fill: var(--violet); }
 .chart-state rect { fill: #fff; stroke: #b6bdca; stroke-width: 1.2; }
 .chart-state rect.inner { fill: none; }

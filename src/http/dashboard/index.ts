@@ -13,7 +13,7 @@ import { Hono, type Context } from 'hono';
 import { deleteCookie, getCookie, setCookie } from 'hono/cookie';
 import type { Kysely } from 'kysely';
 import type { AnyStateMachine } from 'xstate';
-import { listRuns } from '../../../db/runs.repository.js';
+import { listRuns, type RunRow } from '../../../db/runs.repository.js';
 import { RUN_STATUSES, type Database, type RunStatus } from '../../../db/schema.js';
 import { siteCreationMachine } from '../../../machines/site-creation.machine.js';
 import type { AdminToken } from '../../config.js';
@@ -33,8 +33,7 @@ import {
 import { loginPage, messagePage, runPage, runsPage } from './pages.js';
 import { layoutChart, leafStates, marksOf, renderChart } from './statechart.js';
 
-export { DashboardAuth, type DashboardSession } from './auth.js';
-
+/** What the dashboard needs; `AppDependencies` satisfies it. */
 export interface DashboardDependencies {
   db: Kysely<Database>;
   runner: { operate(runId: string, action: OperatorAction, by: string): Promise<OperatorOutcome> };
@@ -219,11 +218,13 @@ export function createDashboard(deps: DashboardDependencies) {
   app.get('/runs/:id', async (c) => {
     const view = await loadRunView(deps.db, c.req.param('id'));
     const session = c.get('session');
-    if (!view) return c.html(messagePage('No such run', 'There is no run with that id.', session), 404);
+    if (!view) return c.html(messagePage('No such run', PROBLEMS.not_found, session), 404);
 
+    // Set by an operator action's redirect: poll until the new go shows, even if not yet saved.
     const since = Number(c.req.query('since'));
     const clock = now();
-    const watching = Number.isFinite(since) && since <= clock + 5_000 && since > clock - WATCH_AFTER_ACTION_MS;
+    const watching =
+      Number.isFinite(since) && since <= clock + 5_000 && since > clock - WATCH_AFTER_ACTION_MS;
     const action = c.req.query('notice');
     const problem = c.req.query('problem');
 
@@ -266,7 +267,8 @@ export function createDashboard(deps: DashboardDependencies) {
     app.post(`/runs/:id/${action}`, async (c) => {
       const { operator } = c.get('session');
       const outcome = await deps.runner.operate(c.req.param('id'), action, operator);
-      const base = `${BASE}/runs/${encodeURIComponent(outcome.ok ? outcome.runId : c.req.param('id'))}`;
+      const runId = outcome.ok ? outcome.runId : c.req.param('id');
+      const base = `${BASE}/runs/${encodeURIComponent(runId)}`;
 
       if (!outcome.ok) {
         deps.logger.info({ action, operator, reason: outcome.reason }, 'operator action refused');
@@ -343,8 +345,10 @@ function runVersion(view: RunView): string {
   return hash([view.status, view.state, view.updatedAt, view.history.length].join('|'));
 }
 
-function listVersion(runs: Array<{ id: string; status: string; state: string; updated_at: Date }>) {
-  return hash(runs.map((run) => `${run.id}|${run.status}|${run.state}|${+run.updated_at}`).join(';'));
+function listVersion(runs: RunRow[]): string {
+  const rows = runs.map((run) => `${run.id}|${run.status}|${run.state}|${+run.updated_at}`);
+
+  return hash(rows.join(';'));
 }
 
 function hash(text: string): string {

@@ -160,15 +160,17 @@ function runRow(run: RunRow, now: number): SafeHtml {
   const finished = run.finished_at ? toMs(run.finished_at) : null;
   const duration = (finished ?? now) - created;
   const link = `/dashboard/runs/${encodeURIComponent(run.id)}`;
+  const byState = `/dashboard?state=${encodeURIComponent(run.state)}`;
+  const took = formatDuration(duration);
 
   return html`<tr data-run="${run.id}" data-status="${run.status}">
   <td><a href="${link}">${run.site_name ?? html`<em>not yet known</em>`}</a>
     <div class="detail mono">${run.id.slice(0, 8)}</div></td>
   <td>${run.requester_email ?? '—'}</td>
   <td>${statusBadge(run.status)}</td>
-  <td><a class="mono" href="/dashboard?state=${encodeURIComponent(run.state)}">${run.state}</a></td>
+  <td><a class="mono" href="${byState}">${run.state}</a></td>
   <td class="num" title="${isoOf(created)}">${formatAge(now - created)}</td>
-  <td class="num">${finished === null ? html`${formatDuration(duration)} so far` : formatDuration(duration)}</td>
+  <td class="num">${finished === null ? `${took} so far` : took}</td>
 </tr>`;
 }
 

@@ -7,6 +7,7 @@
  */
 import type { AnyStateMachine, AnyStateNode } from 'xstate';
 import { STEP_OF_STATE } from '../../../machines/site-creation.machine.js';
+import { eventLabel, forEachTransition } from '../../visualize.js';
 import { html, raw, type SafeHtml } from './html.js';
 
 /** A box: a state, or a frame around a phase's states. */
@@ -91,48 +92,14 @@ function boxesWithin(node: AnyStateNode): AnyStateNode[] {
   );
 }
 
-function guardName(guard: unknown): string | undefined {
-  if (guard === undefined) return undefined;
-  if (typeof guard === 'string') return guard;
-  if (typeof guard === 'object' && guard !== null && 'type' in guard) {
-    return String((guard as { type: unknown }).type);
-  }
-
-  return 'guard';
-}
-
-function eventName(eventType: string, node: AnyStateNode): string {
-  const src = node.invoke[0]?.src;
-  const actor = typeof src === 'string' ? src : 'step';
-  if (eventType.startsWith('xstate.done.actor.')) return `${actor} done`;
-  if (eventType.startsWith('xstate.error.actor.')) return `${actor} failed`;
-  if (eventType.startsWith('xstate.done.state.')) return 'all done';
-  if (eventType === '') return 'always';
-
-  return eventType;
-}
-
-type TransitionList = ReadonlyArray<{ target?: readonly AnyStateNode[]; guard?: unknown }>;
-
 function walkTransitions(
   node: AnyStateNode,
   visit: (from: AnyStateNode, to: AnyStateNode, label: string) => void,
 ): void {
-  const lists: Array<[string, TransitionList]> = [
-    ...node.transitions.entries(),
-    ['', node.always ?? []],
-  ];
-  for (const [eventType, list] of lists) {
-    for (const transition of list) {
-      for (const target of transition.target ?? []) {
-        const guard = guardName(transition.guard);
-        const base = eventName(eventType, node);
-        visit(node, target, guard ? `${base} [${guard}]` : base);
-      }
-    }
-  }
-
-  for (const child of Object.values(node.states)) walkTransitions(child, visit);
+  forEachTransition(node, ({ from, to, eventType, guard }) => {
+    const base = eventLabel(eventType, from);
+    visit(from, to, guard ? `${base} [${guard}]` : base);
+  });
 }
 
 /** Lays the machine out once; the result is reused for every run page. */
@@ -305,13 +272,46 @@ function border(box: ChartBox, to: Point): Point {
   return { x: from.x + dx * scale, y: from.y + dy * scale };
 }
 
-function line(from: ChartBox, to: ChartBox, className: string, marker: boolean): SafeHtml {
-  const start = border(from, centre(to));
-  const end = border(to, centre(from));
+/** How high an arc between two states of one row rises above them. */
+const ARC_LIFT = 40;
+
+/**
+ * A connector from one box to another: straight, unless both sit on one row with states in
+ * between, when a straight line would seem to pass through those; then an arc above the row.
+ */
+function connector(
+  from: ChartBox,
+  to: ChartBox,
+  states: readonly ChartBox[],
+  className: string,
+  marker: boolean,
+): SafeHtml {
+  const a = centre(from);
+  const b = centre(to);
+  const left = Math.min(from.x, to.x);
+  const right = Math.max(from.x, to.x);
+  const hidden =
+    a.y === b.y &&
+    states.some(
+      (box) => box !== from && box !== to && centre(box).y === a.y && box.x > left && box.x < right,
+    );
   const head = marker ? raw(' marker-end="url(#chart-arrow)"') : '';
 
-  return html`<line class="${className}" x1="${start.x.toFixed(1)}" y1="${start.y.toFixed(1)}"
-    x2="${end.x.toFixed(1)}" y2="${end.y.toFixed(1)}"${head}/>`;
+  if (!hidden) {
+    const start = border(from, b);
+    const end = border(to, a);
+
+    return html`<path class="${className}" d="M ${start.x.toFixed(1)} ${start.y.toFixed(1)}
+    L ${end.x.toFixed(1)} ${end.y.toFixed(1)}"${head}/>`;
+  }
+
+  const towards = b.x > a.x ? 1 : -1;
+  const startX = a.x + (towards * from.width) / 4;
+  const endX = b.x - (towards * to.width) / 4;
+  const lift = Math.min(from.y, to.y) - ARC_LIFT;
+
+  return html`<path class="${className}" d="M ${startX} ${from.y}
+    Q ${(startX + endX) / 2} ${lift} ${endX} ${to.y}"${head}/>`;
 }
 
 function boxClasses(box: ChartBox, marks: ChartMarks): string {
@@ -328,7 +328,8 @@ function renderState(box: ChartBox, marks: ChartMarks): SafeHtml {
     .filter((text) => text !== '')
     .join('\n');
   const middle = box.x + box.width / 2;
-  const labelY = box.step ? box.y + 20 : box.y + box.height / 2 + 4;
+  const middleY = box.y + box.height / 2;
+  const labelY = box.step ? box.y + 20 : middleY + 4;
   const current = marks.current === box.id;
 
   return html`<g class="${boxClasses(box, marks)}" data-state="${box.id}"${
@@ -342,13 +343,9 @@ function renderState(box: ChartBox, marks: ChartMarks): SafeHtml {
     height="${box.height - 6}" rx="6"/>`
       : ''
   }
-  ${box.initial ? html`<circle class="initial" cx="${box.x - 6}" cy="${box.y + box.height / 2}" r="4"/>` : ''}
-  <text x="${middle}" y="${labelY}" text-anchor="middle">${box.key}</text>
-  ${
-    box.step
-      ? html`<text class="step" x="${middle}" y="${box.y + 36}" text-anchor="middle">${box.step}</text>`
-      : ''
-  }
+  ${box.initial ? html`<circle class="initial" cx="${box.x - 6}" cy="${middleY}" r="4"/>` : ''}
+  <text x="${middle}" y="${labelY}">${box.key}</text>
+  ${box.step ? html`<text class="step" x="${middle}" y="${box.y + 36}">${box.step}</text>` : ''}
 </g>`;
 }
 
@@ -373,6 +370,9 @@ export function renderChart(chart: Chart, marks: ChartMarks): SafeHtml {
       return a && b ? [[a, b] as const] : [];
     });
   const currentLabel = marks.current ?? 'unknown';
+  const states = chart.boxes.filter((box) => box.kind === 'state');
+  const edges = pairs(chart.edges).map(([a, b]) => connector(a, b, states, 'chart-edge', false));
+  const taken = pairs(marks.path).map(([a, b]) => connector(a, b, states, 'chart-taken', true));
 
   return html`<svg class="chart" role="img" aria-labelledby="chart-title"
   viewBox="0 0 ${chart.width} ${chart.height}">
@@ -384,9 +384,9 @@ export function renderChart(chart: Chart, marks: ChartMarks): SafeHtml {
   </marker>
 </defs>
 ${chart.boxes.filter((box) => box.kind === 'group').map((box) => renderGroup(box, marks))}
-<g class="chart-edges">${pairs(chart.edges).map(([a, b]) => line(a, b, 'chart-edge', false))}</g>
-<g class="chart-path">${pairs(marks.path).map(([a, b]) => line(a, b, 'chart-taken', true))}</g>
-${chart.boxes.filter((box) => box.kind === 'state').map((box) => renderState(box, marks))}
+<g class="chart-edges">${edges}</g>
+<g class="chart-path">${taken}</g>
+${states.map((box) => renderState(box, marks))}
 </svg>`;
 }
 
