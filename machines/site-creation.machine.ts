@@ -521,7 +521,8 @@ export const siteCreationMachine = setup({
   context: ({ input }) => initialContext(input),
   states: {
     starting: {
-      description: 'A new submission authenticates; an operator retry or rollback picks up a finished run.',
+      description:
+        'A new submission authenticates; an operator retry or rollback picks up a finished run.',
       always: [
         { guard: 'isRetry', target: 'reopening' },
         { guard: 'isRollback', target: 'rollingBack' },
@@ -529,7 +530,8 @@ export const siteCreationMachine = setup({
       ],
     },
     reopening: {
-      description: 'Operator retry: the site goes back to RUNNING and creation resumes, reusing what still exists.',
+      description:
+        'Operator retry: the site goes back to RUNNING and creation resumes, reusing what exists.',
       meta: { calls: ['database'] },
       initial: 'running',
       on: cancellable,
@@ -553,7 +555,8 @@ export const siteCreationMachine = setup({
       },
     },
     authenticating: {
-      description: 'Verifies the FormSG signature against the configured URL and decrypts the body.',
+      description:
+        'Verifies the FormSG signature against the configured URL and decrypts the body.',
       invoke: {
         src: 'authenticate',
         input: stepInput('authenticate'),
@@ -679,7 +682,8 @@ export const siteCreationMachine = setup({
       },
     },
     creatingRepo: {
-      description: 'Creates the GitHub repository, its staging and master branches, and the repos row.',
+      description:
+        'Creates the GitHub repository, its staging and master branches, and the repos row.',
       initial: 'creatingRepository',
       on: cancellable,
       onDone: { target: 'creatingAmplify' },
@@ -750,7 +754,9 @@ export const siteCreationMachine = setup({
       },
     },
     creatingAmplify: {
-      description: 'Creates the Amplify app, its master and staging branches, their first builds and the deployments row.',
+      description:
+        'Creates the Amplify app, its master and staging branches, their first builds ' +
+        'and the deployments row.',
       initial: 'creatingApp',
       on: cancellable,
       onDone: { target: 'completing' },
@@ -796,9 +802,13 @@ export const siteCreationMachine = setup({
       },
     },
     completing: {
-      ...plainStep('markSiteReady', 'markSiteReady', '#siteCreation.notifyingSuccess', ['database'], {
-        description: 'Marks the site LAUNCH / READY.',
-      }),
+      ...plainStep(
+        'markSiteReady',
+        'markSiteReady',
+        '#siteCreation.notifyingSuccess',
+        ['database'],
+        { description: 'Marks the site LAUNCH / READY.' },
+      ),
       on: cancellable,
     },
     notifyingSuccess: mailStep('success', 'sendSuccessMail', [{ target: '#siteCreation.done' }], {

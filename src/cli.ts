@@ -95,7 +95,9 @@ async function serve(): Promise<number> {
   return 0;
 }
 
-async function withDatabase<T>(work: (config: Config, db: Awaited<ReturnType<typeof openDatabase>>['db']) => Promise<T>): Promise<T> {
+type OpenDb = Awaited<ReturnType<typeof openDatabase>>['db'];
+
+async function withDatabase<T>(work: (config: Config, db: OpenDb) => Promise<T>): Promise<T> {
   const config = loadConfig(process.env);
   const database = await openDatabase({
     ...(config.database.url ? { databaseUrl: config.database.url } : {}),
@@ -221,12 +223,14 @@ function report(answer: { ok: boolean; status: number; body: unknown }): number 
 }
 
 /** Reads `{ "Government E-mail": "...", ... }` (titles) or `{ email, agency, ... }` (keys). */
-function answersFrom(json: unknown, titles: FieldTitles): Partial<Record<keyof FieldTitles, string>> {
+type Answers = Partial<Record<keyof FieldTitles, string>>;
+
+function answersFrom(json: unknown, titles: FieldTitles): Answers {
   if (json === null || typeof json !== 'object' || Array.isArray(json)) {
     throw new Error('the answers file must hold a JSON object');
   }
   const source = json as Record<string, unknown>;
-  const answers: Partial<Record<keyof FieldTitles, string>> = {};
+  const answers: Answers = {};
   for (const key of Object.keys(titles) as Array<keyof FieldTitles>) {
     const value = source[key] ?? source[titles[key]];
     if (typeof value === 'string') answers[key] = value;

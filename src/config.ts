@@ -134,6 +134,12 @@ const environmentSchema = z.object({
   INSPECT_WS_URL: loopbackWebSocketUrl,
 });
 
+export interface AwsCredentials {
+  accessKeyId: string;
+  secretAccessKey: string;
+  sessionToken?: string;
+}
+
 export interface AdminToken {
   name: string;
   token: string;
@@ -176,7 +182,7 @@ export interface Config {
   amplify: {
     region: string;
     endpoint: string | undefined;
-    credentials: { accessKeyId: string; secretAccessKey: string; sessionToken?: string } | undefined;
+    credentials: AwsCredentials | undefined;
     buildSpec: string | undefined;
     environmentVariables: Record<string, string>;
   };
@@ -224,7 +230,8 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
   const hasKeyId = e.AWS_ACCESS_KEY_ID !== undefined;
   if (hasKeyId !== (e.AWS_SECRET_ACCESS_KEY !== undefined)) {
     throw new ConfigError(
-      'invalid settings:\n  AWS_SECRET_ACCESS_KEY: set both AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or neither',
+      'invalid settings:\n  AWS_SECRET_ACCESS_KEY: ' +
+        'set both AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or neither',
     );
   }
 

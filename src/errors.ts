@@ -89,7 +89,12 @@ export function toErrorRecord(error: unknown): ErrorRecord {
   }
 
   if (isAbortError(error)) {
-    return { name: 'TimeoutError', message: 'the call timed out', retryable: true, service: 'orchestrator' };
+    return {
+      name: 'TimeoutError',
+      message: 'the call timed out',
+      retryable: true,
+      service: 'orchestrator',
+    };
   }
 
   const message = error instanceof Error ? error.message : String(error);

@@ -66,7 +66,9 @@ export async function startService(
   options: ServiceOptions = {},
 ): Promise<Service> {
   if (!config.formsg.secretKey) {
-    throw new ConfigError('invalid settings:\n  FORMSG_SECRET_KEY: the form secret key is required');
+    throw new ConfigError(
+      'invalid settings:\n  FORMSG_SECRET_KEY: the form secret key is required',
+    );
   }
 
   let sandbox = options.sandbox;

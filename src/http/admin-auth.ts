@@ -9,7 +9,9 @@ import type { AdminToken } from '../config.js';
 
 export type AdminVariables = { operator: string };
 
-export function requireAdmin(tokens: AdminToken[]): MiddlewareHandler<{ Variables: AdminVariables }> {
+export function requireAdmin(
+  tokens: AdminToken[],
+): MiddlewareHandler<{ Variables: AdminVariables }> {
   const digests = tokens.map((entry) => ({ name: entry.name, digest: digest(entry.token) }));
 
   return async (c, next) => {
@@ -25,7 +27,9 @@ export function requireAdmin(tokens: AdminToken[]): MiddlewareHandler<{ Variable
     if (!found) {
       c.header('WWW-Authenticate', 'Bearer realm="site-orchestrator"');
 
-      return c.json({ error: 'unauthorized', message: 'a valid admin bearer token is required' }, 401);
+      const message = 'a valid admin bearer token is required';
+
+      return c.json({ error: 'unauthorized', message }, 401);
     }
 
     c.set('operator', found.name);

@@ -74,7 +74,9 @@ export function createApp(deps: AppDependencies) {
   app.get('/runs', admin, async (c) => {
     const status = c.req.query('status');
     if (status !== undefined && !RUN_STATUSES.includes(status as RunStatus)) {
-      return c.json({ error: 'bad_status', message: `status must be one of ${RUN_STATUSES.join(', ')}` }, 400);
+      const message = `status must be one of ${RUN_STATUSES.join(', ')}`;
+
+      return c.json({ error: 'bad_status', message }, 400);
     }
     const limit = Math.min(Number(c.req.query('limit') ?? 100) || 100, 500);
     const runs = await listRuns(deps.db, {

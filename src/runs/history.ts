@@ -39,7 +39,11 @@ export interface SnapshotView {
   context: SiteCreationContext;
 }
 
-/** `{ creatingRepo: { creatingRepository: 'running' } }` becomes `creatingRepo.creatingRepository.running`. */
+/**
+ * A state value as the dotted path the runs table and the history keep:
+ * `{ creatingRepo: { creatingRepository: 'running' } }` is
+ * `creatingRepo.creatingRepository.running`.
+ */
 export function statePath(value: unknown): string {
   if (typeof value === 'string') return value;
   if (value !== null && typeof value === 'object') {
@@ -128,7 +132,8 @@ export function eventsBetween(
 
   const enteredStep = runningStep(after);
   if (enteredStep) {
-    events.push({ type: 'step.started', step: enteredStep, attempt: attemptOf(next.context, enteredStep) });
+    const attempt = attemptOf(next.context, enteredStep);
+    events.push({ type: 'step.started', step: enteredStep, attempt });
   }
 
   return events;

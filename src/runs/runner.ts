@@ -34,6 +34,11 @@ import { eventsBetween, statePath, type RunEventDraft, type SnapshotView } from 
 
 type RunSnapshot = SnapshotFrom<SiteCreationMachine>;
 
+interface RunActor {
+  stop(): void;
+  send(event: SiteCreationEvent): void;
+}
+
 export interface RunnerOptions {
   db: Kysely<Database>;
   /** The machine with its steps provided. */
@@ -96,8 +101,10 @@ export function statusOf(path: string): RunStatus {
 
 export class Runner {
   private readonly active = new Map<string, Promise<RunStatus>>();
-  private readonly actors = new Map<string, { stop(): void; send(event: SiteCreationEvent): void }>();
+  private readonly actors = new Map<string, RunActor>();
   private closing = false;
+  /** Runs of an unknown machine version, already reported by this process. */
+  private readonly unresumable = new Set<string>();
   private readonly locks: RunLocks;
 
   constructor(private readonly options: RunnerOptions) {
@@ -303,6 +310,9 @@ export class Runner {
     const logger = this.options.logger.child({ runId, submissionId: row.submission_id });
 
     if (row.machine_version !== SITE_CREATION_MACHINE_VERSION) {
+      // Once per process: the sweep comes back to the run on every pass.
+      if (this.unresumable.has(runId)) return row.status;
+      this.unresumable.add(runId);
       logger.error(
         { machineVersion: row.machine_version, known: SITE_CREATION_MACHINE_VERSION },
         'run left unresumed: its machine version is unknown to this code',

@@ -6,7 +6,7 @@
 export interface FaultRule {
   /** HTTP method to match; any method when absent. */
   method?: string;
-  /** Matches the request path (without the query string). A string matches when it is a substring. */
+  /** Matches the request path (no query string); a string matches as a substring. */
   path: string | RegExp;
   /** Answer with this status instead of handling the call. Absent: only delay, then handle. */
   status?: number;
