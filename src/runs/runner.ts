@@ -141,7 +141,6 @@ export class Runner {
     const context = snapshot.context;
     const submissionId = context.submissionId as string;
     const persisted = actor.getPersistedSnapshot();
-    actor.stop();
 
     const { run, claimed } = await claimRun(db, {
       id: runId,
@@ -155,10 +154,16 @@ export class Runner {
     });
 
     if (!claimed) {
+      // This delivery's machine ends in `duplicate`; the run that owns the id goes on.
+      actor.send({ type: 'admission.duplicate', runId: run.id });
+      actor.stop();
       logger.info({ runId: run.id, submissionId }, 'duplicate delivery answered');
 
       return { outcome: 'duplicate', runId: run.id, submissionId };
     }
+
+    // The recorded snapshot is all a driver needs: it restores it and sends admission.recorded.
+    actor.stop();
 
     await appendRunEvents(db, runId, [
       { type: 'run.accepted', state: 'accepted', detail: { formId: context.formId } },
