@@ -163,6 +163,11 @@ export type ValidateOutput =
 
 export type FindUserOutput = { userId: number } | { userId: null };
 
+/** What an undo did: `removed` is false when there was nothing of this run's to remove. */
+export interface UndoOutput {
+  removed: boolean;
+}
+
 export type MailKind = 'success' | 'failure' | 'rejection' | 'ops';
 
 /** What every step actor receives: the run as it stands, and how long the call may take. */
@@ -234,6 +239,11 @@ export function backoffDelay(policy: RetryPolicy, attempt: number, error: ErrorR
 
 type ErrorEvent = { error: unknown };
 
+/** The output of the `xstate.done.actor.*` event an action or guard runs on. */
+function outputOf<T>(event: unknown): T {
+  return (event as { output: T }).output;
+}
+
 function errorOf(event: unknown): ErrorRecord {
   const error: unknown = (event as ErrorEvent).error;
   if (error !== null && typeof error === 'object' && 'retryable' in error) {
@@ -279,49 +289,80 @@ const waiting = {
   },
 } as const;
 
-const cancellable = {
-  'run.cancel': {
-    target: '#siteCreation.rollingBack',
-    actions: 'recordCancel',
-  },
+/** A cancel while a step waits to retry takes effect at once: nothing is in flight. */
+const cancelNow = {
+  'run.cancel': { target: '#siteCreation.rollingBack', actions: 'recordCancel' },
 } as const;
 
-type PlainStepActor =
+/** A cancel while a step's call is in flight waits for the call's answer. */
+const cancelLater = { 'run.cancel': { actions: 'requestCancel' } } as const;
+
+type ForwardActor =
+  | 'createSite'
+  | 'createRepository'
   | 'waitForRepoContent'
   | 'ensureRepoBranches'
+  | 'grantTeam'
   | 'recordRepo'
+  | 'createApp'
   | 'ensureAppBranches'
   | 'startBuilds'
   | 'recordDeployment'
   | 'markSiteReady';
 
 /**
- * A forward step with nothing to keep from its output: on to `next` when it succeeds, back
- * through `waiting` when it fails transiently, to rollback when it fails for good.
+ * A forward step: on to `next` when it succeeds, back through `waiting` when it fails
+ * transiently, to rollback when it fails for good. An operator's cancel takes effect when the
+ * step's call has answered, so the rollback knows whether the call created something.
  */
-const plainStep = (
-  src: PlainStepActor,
-  step: StepName,
+const forwardStep = (
+  src: ForwardActor,
   next: string,
   calls: string[],
-  extra: { description?: string } = {},
-) =>
-  ({
-    ...extra,
+  extra: {
+    description?: string;
+    /** Keeps the step's output in context. */
+    store?: 'storeSite' | 'storeRepo' | 'storeApp';
+    /** Marks, on entry, that the run is about to create something an undo must look for. */
+    entry?: 'markRepoAttempted' | 'markAppAttempted';
+    /** A guard that must hold for the step to run at all. */
+    skipUnless?: 'hasTeam';
+  } = {},
+) => {
+  const done = extra.store ?? 'clearRetry';
+
+  return {
+    ...(extra.description ? { description: extra.description } : {}),
     meta: { calls },
-    initial: 'running',
+    ...(extra.entry ? { entry: extra.entry } : {}),
+    initial: extra.skipUnless ? 'deciding' : 'running',
     states: {
+      ...(extra.skipUnless
+        ? { deciding: { always: [{ guard: extra.skipUnless, target: 'running' }, { target: next }] } }
+        : {}),
       running: {
+        on: cancelLater,
         invoke: {
           src,
-          input: stepInput(step),
-          onDone: { target: next, actions: 'clearRetry' },
-          onError: retryOrFail(step, '#siteCreation.rollingBack'),
+          input: stepInput(src),
+          onDone: [
+            {
+              guard: 'cancelRequested',
+              target: '#siteCreation.rollingBack',
+              actions: [done, 'recordCancel'],
+            },
+            { target: next, actions: done },
+          ],
+          onError: [
+            { guard: 'cancelRequested', target: '#siteCreation.rollingBack', actions: 'recordCancel' },
+            ...retryOrFail(src, '#siteCreation.rollingBack'),
+          ],
         },
       },
-      waiting,
+      waiting: { ...waiting, on: cancelNow },
     },
-  }) as const;
+  } as const;
+};
 
 /**
  * An undo. It runs only when `when` holds (the run may never have got that far); when it fails
@@ -430,8 +471,8 @@ export const siteCreationMachine = setup({
     recordDeployment: unprovided<void>('recordDeployment'),
     markSiteReady: unprovided<void>('markSiteReady'),
     reopenSite: unprovided<void>('reopenSite'),
-    deleteApp: unprovided<void>('deleteApp'),
-    deleteRepo: unprovided<void>('deleteRepo'),
+    deleteApp: unprovided<UndoOutput>('deleteApp'),
+    deleteRepo: unprovided<UndoOutput>('deleteRepo'),
     markSiteFailed: unprovided<void>('markSiteFailed'),
     sendMail: fromPromise<void, StepInput & { kind: MailKind }>(async () => {
       throw new Error('actor "sendMail" was not provided');
@@ -470,6 +511,7 @@ export const siteCreationMachine = setup({
     hasLeftBehind: ({ context }) => context.leftBehind.length > 0,
     opsConfigured: ({ context }) => context.opsEmail !== null,
     isRetry: ({ context }) => context.resumeMode === 'retry',
+    cancelRequested: ({ context }) => context.cancelledBy !== null,
     isRollback: ({ context }) => context.resumeMode === 'rollback',
   },
   actions: {
@@ -483,6 +525,18 @@ export const siteCreationMachine = setup({
       return { retry: { step: params.step, attempt, firstFailedAt, retryAt, error } };
     }),
     clearRetry: assign({ retry: null }),
+    storeSite: assign(({ event }) => ({
+      siteId: outputOf<{ siteId: number }>(event).siteId,
+      retry: null,
+    })),
+    storeRepo: assign(({ event }) => ({ repo: outputOf<CreatedRepo>(event), retry: null })),
+    storeApp: assign(({ event }) => ({ app: outputOf<CreatedApp>(event), retry: null })),
+    markRepoAttempted: assign(({ context }) => ({
+      attempted: { ...context.attempted, repo: true },
+    })),
+    markAppAttempted: assign(({ context }) => ({
+      attempted: { ...context.attempted, app: true },
+    })),
     recordFailure: assign(({ event }, params: { step: StepName }) => ({
       failure: { step: params.step, error: errorOf(event) },
       retry: null,
@@ -493,12 +547,19 @@ export const siteCreationMachine = setup({
 
       return { leftBehind: [...context.leftBehind, item], retry: null };
     }),
-    recordUndone: assign(({ context }, params: { what: string | null }) => ({
-      undone: params.what === null ? context.undone : [...context.undone, params.what],
-      retry: null,
+    recordUndone: assign(({ context, event }, params: { what: string | null }) => {
+      // Only what was really removed is claimed as undone, in e-mails and the history.
+      const removed = outputOf<UndoOutput | undefined>(event)?.removed === true;
+      const undone =
+        params.what !== null && removed ? [...context.undone, params.what] : context.undone;
+
+      return { undone, retry: null };
+    }),
+    requestCancel: assign(({ context, event }) => ({
+      cancelledBy: event.type === 'run.cancel' ? event.by : (context.cancelledBy ?? 'operator'),
     })),
-    recordCancel: assign(({ event }) => {
-      const by = event.type === 'run.cancel' ? event.by : 'operator';
+    recordCancel: assign(({ context, event }) => {
+      const by = event.type === 'run.cancel' ? event.by : (context.cancelledBy ?? 'operator');
 
       return {
         cancelledBy: by,
@@ -534,7 +595,6 @@ export const siteCreationMachine = setup({
         'Operator retry: the site goes back to RUNNING and creation resumes, reusing what exists.',
       meta: { calls: ['database'] },
       initial: 'running',
-      on: cancellable,
       states: {
         running: {
           invoke: {
@@ -661,91 +721,40 @@ export const siteCreationMachine = setup({
         waiting,
       },
     },
-    creatingSite: {
+    creatingSite: forwardStep('createSite', '#siteCreation.creatingRepo', ['database'], {
       description: 'Inserts the sites row: INIT / RUNNING, linked to its creator.',
-      meta: { calls: ['database'] },
-      initial: 'running',
-      on: cancellable,
-      states: {
-        running: {
-          invoke: {
-            src: 'createSite',
-            input: stepInput('createSite'),
-            onDone: {
-              target: '#siteCreation.creatingRepo',
-              actions: assign(({ event }) => ({ siteId: event.output.siteId, retry: null })),
-            },
-            onError: retryOrFail('createSite', '#siteCreation.rollingBack'),
-          },
-        },
-        waiting,
-      },
-    },
+      store: 'storeSite',
+    }),
     creatingRepo: {
       description:
         'Creates the GitHub repository, its staging and master branches, and the repos row.',
       initial: 'creatingRepository',
-      on: cancellable,
       onDone: { target: 'creatingAmplify' },
       states: {
-        creatingRepository: {
-          meta: { calls: ['github'] },
-          initial: 'running',
-          entry: assign(({ context }) => ({ attempted: { ...context.attempted, repo: true } })),
-          states: {
-            running: {
-              invoke: {
-                src: 'createRepository',
-                input: stepInput('createRepository'),
-                onDone: {
-                  target: '#siteCreation.creatingRepo.awaitingContent',
-                  actions: assign(({ event }) => ({ repo: event.output, retry: null })),
-                },
-                onError: retryOrFail('createRepository', '#siteCreation.rollingBack'),
-              },
-            },
-            waiting,
-          },
-        },
-        awaitingContent: plainStep(
-          'waitForRepoContent',
+        creatingRepository: forwardStep(
+          'createRepository',
+          '#siteCreation.creatingRepo.awaitingContent',
+          ['github'],
+          { store: 'storeRepo', entry: 'markRepoAttempted' },
+        ),
+        awaitingContent: forwardStep(
           'waitForRepoContent',
           '#siteCreation.creatingRepo.creatingBranches',
           ['github'],
           { description: 'A repository made from a template fills in a moment after creation.' },
         ),
-        creatingBranches: plainStep(
-          'ensureRepoBranches',
+        creatingBranches: forwardStep(
           'ensureRepoBranches',
           '#siteCreation.creatingRepo.grantingTeam',
           ['github'],
         ),
-        grantingTeam: {
-          meta: { calls: ['github'] },
-          initial: 'deciding',
-          states: {
-            deciding: {
-              always: [
-                { guard: 'hasTeam', target: 'running' },
-                { target: '#siteCreation.creatingRepo.recordingRepo' },
-              ],
-            },
-            running: {
-              invoke: {
-                src: 'grantTeam',
-                input: stepInput('grantTeam'),
-                onDone: {
-                  target: '#siteCreation.creatingRepo.recordingRepo',
-                  actions: 'clearRetry',
-                },
-                onError: retryOrFail('grantTeam', '#siteCreation.rollingBack'),
-              },
-            },
-            waiting,
-          },
-        },
-        recordingRepo: plainStep(
-          'recordRepo',
+        grantingTeam: forwardStep(
+          'grantTeam',
+          '#siteCreation.creatingRepo.recordingRepo',
+          ['github'],
+          { skipUnless: 'hasTeam' },
+        ),
+        recordingRepo: forwardStep(
           'recordRepo',
           '#siteCreation.creatingRepo.repoReady',
           ['database'],
@@ -758,42 +767,25 @@ export const siteCreationMachine = setup({
         'Creates the Amplify app, its master and staging branches, their first builds ' +
         'and the deployments row.',
       initial: 'creatingApp',
-      on: cancellable,
       onDone: { target: 'completing' },
       states: {
-        creatingApp: {
-          meta: { calls: ['amplify'] },
-          initial: 'running',
-          entry: assign(({ context }) => ({ attempted: { ...context.attempted, app: true } })),
-          states: {
-            running: {
-              invoke: {
-                src: 'createApp',
-                input: stepInput('createApp'),
-                onDone: {
-                  target: '#siteCreation.creatingAmplify.creatingBranches',
-                  actions: assign(({ event }) => ({ app: event.output, retry: null })),
-                },
-                onError: retryOrFail('createApp', '#siteCreation.rollingBack'),
-              },
-            },
-            waiting,
-          },
-        },
-        creatingBranches: plainStep(
-          'ensureAppBranches',
+        creatingApp: forwardStep(
+          'createApp',
+          '#siteCreation.creatingAmplify.creatingBranches',
+          ['amplify'],
+          { store: 'storeApp', entry: 'markAppAttempted' },
+        ),
+        creatingBranches: forwardStep(
           'ensureAppBranches',
           '#siteCreation.creatingAmplify.startingBuilds',
           ['amplify'],
         ),
-        startingBuilds: plainStep(
-          'startBuilds',
+        startingBuilds: forwardStep(
           'startBuilds',
           '#siteCreation.creatingAmplify.recordingDeployment',
           ['amplify'],
         ),
-        recordingDeployment: plainStep(
-          'recordDeployment',
+        recordingDeployment: forwardStep(
           'recordDeployment',
           '#siteCreation.creatingAmplify.appReady',
           ['database'],
@@ -801,16 +793,9 @@ export const siteCreationMachine = setup({
         appReady: { type: 'final' },
       },
     },
-    completing: {
-      ...plainStep(
-        'markSiteReady',
-        'markSiteReady',
-        '#siteCreation.notifyingSuccess',
-        ['database'],
-        { description: 'Marks the site LAUNCH / READY.' },
-      ),
-      on: cancellable,
-    },
+    completing: forwardStep('markSiteReady', '#siteCreation.notifyingSuccess', ['database'], {
+      description: 'Marks the site LAUNCH / READY.',
+    }),
     notifyingSuccess: mailStep('success', 'sendSuccessMail', [{ target: '#siteCreation.done' }], {
       description: 'E-mails the URLs. A mail failure never turns a ready site into a failed one.',
     }),

@@ -242,6 +242,31 @@ describe.each(databaseKinds)('rollback and operator controls on %s', (kind) => {
     expect(h.sandbox.amplify.state.listApps()).toEqual([]);
     const [mail] = await h.sink.waitFor(1);
     expect(mail?.text).toMatch(/cancelled/);
+    expect(mail?.text).toMatch(/Amplify app was deleted/);
+    expect(mail?.text).toMatch(/repository was deleted/);
+  });
+
+  it('cancels at once a run that waits to retry', async () => {
+    h.sandbox.amplify.faults.add({
+      method: 'POST',
+      path: /^\/apps$/,
+      status: 503,
+      errorType: 'DependentServiceFailureException',
+      headers: { 'retry-after': '30' },
+    });
+    const response = await h.post(h.build({ repoName: 'waiting-site' }));
+    const { runId } = (await response.json()) as { runId: string };
+    await waitForState(h, runId, 'creatingAmplify.creatingApp.waiting');
+
+    const started = Date.now();
+    await operate(h, runId, 'cancel');
+    await h.settle();
+
+    expect(Date.now() - started).toBeLessThan(10_000);
+    expect((await rows(h)).runs[0]).toMatchObject({ status: 'failed' });
+    expect(h.sandbox.github.state.listRepos(ORG)).toEqual([]);
+    const [mail] = await h.sink.waitFor(1);
+    expect(mail?.text).not.toMatch(/Amplify app was deleted/);
   });
 
   it('refuses operator actions without a valid token, and on runs in the wrong state', async () => {

@@ -169,6 +169,7 @@ describe.each(databaseKinds)('site creation end to end on %s', (kind) => {
     const [mail] = await h.sink.waitFor(1);
     expect(mail?.text).toContain('taken-name');
     expect(mail?.text).toMatch(/already exists/);
+    expect(mail?.text).not.toMatch(/was deleted/);
   });
 
   it('marks the job FAILURE, undoes the repository and says why when Amplify refuses the app', async () => {

@@ -21,6 +21,7 @@ import type {
   SiteCreationMachine,
   SleepInput,
   StepInput,
+  UndoOutput,
   ValidateOutput,
 } from '../../machines/site-creation.machine.js';
 import type { AmplifyGateway } from '../amplify.js';
@@ -210,6 +211,13 @@ export function createSteps(deps: StepDependencies): NonNullable<Actors> {
         signal,
       });
 
+      // Amplify has no idempotency token: a creation sent by an earlier go that died with the
+      // call in flight may land beside ours. Ours is the one kept; the rest are deleted.
+      const twins = await amplify.findAppsByTags(tags, signal);
+      for (const twin of twins) {
+        if (twin.appId !== app.appId) await amplify.deleteApp(twin.appId, signal);
+      }
+
       return { appId: app.appId, defaultDomain: app.defaultDomain };
     }),
 
@@ -247,7 +255,8 @@ export function createSteps(deps: StepDependencies): NonNullable<Actors> {
       await setSiteStatus(db, context.siteId, { siteStatus: 'INIT', jobStatus: 'RUNNING' });
     }),
 
-    deleteApp: step(async ({ context }, signal) => {
+    deleteApp: step(async ({ context }, signal): Promise<UndoOutput> => {
+      // Every app tagged with this run, which also catches one whose creation answered late.
       const ids = new Set<string>();
       if (context.app) ids.add(context.app.appId);
       const tagged = await amplify.findAppsByTags({ [RUN_TAG]: context.runId }, signal);
@@ -255,18 +264,24 @@ export function createSteps(deps: StepDependencies): NonNullable<Actors> {
 
       for (const appId of ids) await amplify.deleteApp(appId, signal);
       if (context.siteId !== null) await deleteDeploymentBySite(db, context.siteId);
+
+      return { removed: ids.size > 0 };
     }),
 
-    deleteRepo: step(async ({ context }, signal) => {
+    deleteRepo: step(async ({ context }, signal): Promise<UndoOutput> => {
+      let removed = false;
       const name = context.repo?.name ?? context.request?.repoName;
       if (name) {
         // Only a repository carrying this run's marker is ours to delete.
         const repo = await github.getRepository(name, signal);
         if (repo?.description?.includes(repoMarker(context.runId))) {
           await github.deleteRepository(repo.name, signal);
+          removed = true;
         }
       }
       if (context.siteId !== null) await deleteRepoBySite(db, context.siteId);
+
+      return { removed };
     }),
 
     markSiteFailed: step(async ({ context }) => {
