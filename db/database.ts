@@ -11,6 +11,7 @@ import { PGlite } from '@electric-sql/pglite';
 import { Kysely, PostgresDialect, type Dialect } from 'kysely';
 import pg from 'pg';
 import { typedErrorsDialect } from './errors.js';
+import { lockFolder } from './folder-lock.js';
 import { PGliteDialect } from './pglite-dialect.js';
 import type { Database } from './schema.js';
 
@@ -49,7 +50,12 @@ export async function openDatabase(config: DatabaseConfig): Promise<OpenedDataba
     return { db, kind: 'postgres', close: () => db.destroy() };
   }
 
-  const pglite = await openPGlite(config);
+  if (config.pgliteDir) await mkdir(resolve(config.pgliteDir), { recursive: true });
+  const unlock = config.pgliteDir ? await lockFolder(resolve(config.pgliteDir)) : undefined;
+  const pglite = await openPGlite(config).catch(async (error: unknown) => {
+    await unlock?.();
+    throw error;
+  });
   const dialect = new PGliteDialect({ pglite });
   const db = new Kysely<Database>({ dialect: typedErrorsDialect(dialect) });
 
@@ -57,6 +63,7 @@ export async function openDatabase(config: DatabaseConfig): Promise<OpenedDataba
     await db.destroy();
     // Kysely skips the driver's destroy when no query ever ran.
     if (!pglite.closed) await pglite.close();
+    await unlock?.();
   };
 
   return { db, kind: 'pglite', close };
