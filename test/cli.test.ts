@@ -75,6 +75,24 @@ describe('command line', () => {
     expect(result.stderr).toContain('PORT');
   });
 
+  it('exits, rather than hanging, when the service cannot start', async () => {
+    const blocker = createServer();
+    await new Promise<void>((done) => blocker.listen(0, '127.0.0.1', done));
+    const address = blocker.address();
+    const port = typeof address === 'object' && address ? address.port : 0;
+
+    const result = await cli(['serve'], {
+      PGLITE_DIR: join(dir, 'db'),
+      PORT: String(port),
+      FORMSG_MODE: 'test',
+      FORMSG_SECRET_KEY: generateFormKeyPair().secretKey,
+    });
+    blocker.close();
+
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain('EADDRINUSE');
+  });
+
   it('registers users, serves, accepts a submitted form and reports the run', async () => {
     const keys = generateFormKeyPair();
     const port = await freePort();
