@@ -36,9 +36,12 @@ export async function migrateToLatest(db: Kysely<any>): Promise<string[]> {
   if (error !== undefined) {
     const failed = results.find((result) => result.status === 'Error')?.migrationName;
     const cause = toDatabaseError(error);
+    // The driver's own words say what to fix ("database x does not exist", "password
+    // authentication failed"); they carry no secrets.
+    const detail = (cause.cause instanceof Error ? cause.cause.message : '') || cause.message;
     const message = failed
-      ? `database migration ${failed} failed`
-      : 'database migrations could not be applied';
+      ? `database migration ${failed} failed: ${detail}`
+      : `database migrations could not be applied: ${detail}`;
     const options = { service: 'database' as const, cause, ...codeOf(cause) };
 
     throw cause.retryable

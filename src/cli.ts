@@ -33,6 +33,7 @@ const USAGE = `usage: site-orchestrator <command>
   submit <answers.json>      sign, encrypt and post a submission to a running service
                              (FORMSG_MODE=test services only; --url to override the target)
   migrate                    bring the database schema up to date
+  keys                       print a new form key pair, for local serve / submit
   export [dir]               write the machine's JSON definition and Mermaid diagram to dir
                              (default docs/) and the diagram into ./README.md
   users add <email>          register a requester
@@ -60,6 +61,8 @@ async function main(argv: string[]): Promise<number> {
       return submit(rest);
     case 'migrate':
       return migrate();
+    case 'keys':
+      return keys();
     case 'users':
       return users(rest);
     case 'runs':
@@ -135,6 +138,15 @@ async function exportMachine(args: string[]): Promise<number> {
   }
   await writeFile(readmePath, replaceDiagram(readme, mermaid));
   process.stdout.write(`wrote the diagram into ${readmePath}\n`);
+
+  return 0;
+}
+
+/** A form key pair like the one FormSG makes for a storage-mode form, for local trials. */
+function keys(): number {
+  const pair = generateFormKeyPair();
+  process.stdout.write(`FORMSG_SECRET_KEY=${pair.secretKey}\n`);
+  process.stdout.write(`# public key (FormSG encrypts answers to it): ${pair.publicKey}\n`);
 
   return 0;
 }

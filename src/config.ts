@@ -85,7 +85,9 @@ const environmentSchema = z.object({
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 
   FORMSG_MODE: z.enum(['production', 'staging', 'development', 'test']).default('production'),
-  FORMSG_SECRET_KEY: optionalText,
+  FORMSG_SECRET_KEY: optionalText.refine((v) => v === undefined || isFormSecretKey(v), {
+    message: 'must be the form secret key FormSG gave you: 32 bytes in base64',
+  }),
   FORMSG_WEBHOOK_URL: z.url().optional(),
   FORMSG_FORM_ID: optionalText,
   FIELD_EMAIL: z.string().default('Government E-mail'),
@@ -113,7 +115,10 @@ const environmentSchema = z.object({
   AMPLIFY_BUILD_SPEC: optionalText,
   AMPLIFY_ENV_VARS: environmentVariables,
 
-  SMTP_URL: optionalText,
+  SMTP_URL: optionalText.refine(
+    (v) => v === undefined || ['smtp:', 'smtps:'].includes(parseUrl(v)?.protocol ?? ''),
+    { message: 'must be an smtp:// or smtps:// URL' },
+  ),
   MAIL_OUTBOX_DIR: z.string().default('.data/outbox'),
   MAIL_FROM: z.string().default('Site Platform <no-reply@sites.localhost>'),
   SUPPORT_EMAIL: optionalText,
@@ -129,6 +134,7 @@ const environmentSchema = z.object({
   TEMPLATE_READY_TIMEOUT_MS: positiveInt(60_000),
   RESUME_INTERVAL_MS: positiveInt(30_000),
   RUN_DRIVER: z.enum(['local', 'pgboss']).default('local'),
+  ALLOW_SANDBOX: z.enum(['true', 'false']).optional(),
   WORKER_CONCURRENCY: z.coerce.number().int().min(0).max(64).default(4),
 
   INSPECT_WS_URL: loopbackWebSocketUrl,
@@ -178,6 +184,11 @@ export interface Config {
     apiUrl: string;
     template: string | undefined;
     team: string | undefined;
+    /**
+     * Whether the built-in emulators may stand in when no token is set: by default only when
+     * FORMSG_MODE is not `production`, so real officers are never told a sandbox site exists.
+     */
+    allowSandbox: boolean;
   };
   amplify: {
     region: string;
@@ -273,6 +284,9 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       apiUrl: e.GITHUB_API_URL,
       template: e.GITHUB_TEMPLATE,
       team: e.GITHUB_TEAM,
+      allowSandbox: e.ALLOW_SANDBOX
+        ? e.ALLOW_SANDBOX === 'true'
+        : e.FORMSG_MODE !== 'production',
     },
     amplify: {
       region: e.AWS_REGION,
@@ -318,6 +332,13 @@ export function secretValues(config: Config): string[] {
   }
 
   return values.filter((value): value is string => typeof value === 'string' && value.length >= 6);
+}
+
+/** A Curve25519 secret key, as FormSG hands out: 32 bytes, base64. */
+function isFormSecretKey(text: string): boolean {
+  if (!/^[A-Za-z0-9+/]+={0,2}$/.test(text)) return false;
+
+  return Buffer.from(text, 'base64').length === 32;
 }
 
 function parseUrl(text: string): URL | undefined {

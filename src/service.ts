@@ -84,6 +84,12 @@ export async function startService(
   try {
     let sandbox = options.sandbox;
     const ownsSandbox = !sandbox && !config.github.token;
+    if (ownsSandbox && !config.github.allowSandbox) {
+      throw new ConfigError(
+        'invalid settings:\n  GITHUB_TOKEN: required with FORMSG_MODE=production; set ' +
+          'ALLOW_SANDBOX=true to run against the built-in GitHub and Amplify emulators',
+      );
+    }
     if (ownsSandbox) {
       const started = await startSandbox({
         org: config.github.org,

@@ -75,6 +75,17 @@ describe('command line', () => {
     expect(result.stderr).toContain('PORT');
   });
 
+  it('refuses to serve production traffic against the built-in emulators', async () => {
+    const result = await cli(['serve'], {
+      PGLITE_DIR: join(dir, 'db'),
+      FORMSG_SECRET_KEY: generateFormKeyPair().secretKey,
+    });
+
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain('GITHUB_TOKEN');
+    expect(result.stderr).toContain('ALLOW_SANDBOX');
+  });
+
   it('exits, rather than hanging, when the service cannot start', async () => {
     const blocker = createServer();
     await new Promise<void>((done) => blocker.listen(0, '127.0.0.1', done));

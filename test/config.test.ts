@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig, secretValues } from '../src/config.js';
 
-const base = { FORMSG_SECRET_KEY: 'c2VjcmV0LWtleS1mb3ItdGVzdHM=' };
+/** 32 bytes in base64, shaped like a FormSG form secret key. */
+const base = { FORMSG_SECRET_KEY: Buffer.alloc(32, 7).toString('base64') };
 
 describe('settings', () => {
   it('fills safe defaults when only the form secret key is given', () => {
@@ -48,6 +49,11 @@ describe('settings', () => {
     ['AMPLIFY_ENV_VARS', 'NOEQUALS'],
     ['ADMIN_TOKEN', 'ops:short'],
     ['LOG_LEVEL', 'loud'],
+    ['FORMSG_SECRET_KEY', 'abc'],
+    ['FORMSG_SECRET_KEY', 'not-base64!!'],
+    ['SMTP_URL', 'garbage'],
+    ['SMTP_URL', 'http://127.0.0.1:25'],
+    ['ALLOW_SANDBOX', 'yes'],
   ])('stops with a message naming %s when it is %j', (variable, value) => {
     const attempt = () => loadConfig({ ...base, [variable]: value });
 
@@ -59,6 +65,15 @@ describe('settings', () => {
     const attempt = () => loadConfig({ ...base, PORT: 'x', FORMSG_MODE: 'y' });
 
     expect(attempt).toThrow(/PORT[\s\S]*FORMSG_MODE|FORMSG_MODE[\s\S]*PORT/);
+  });
+
+  it('allows the built-in emulators outside production, and in production only when asked', () => {
+    expect(loadConfig(base).github.allowSandbox).toBe(false);
+    expect(loadConfig({ ...base, FORMSG_MODE: 'test' }).github.allowSandbox).toBe(true);
+    expect(loadConfig({ ...base, ALLOW_SANDBOX: 'true' }).github.allowSandbox).toBe(true);
+    expect(
+      loadConfig({ ...base, FORMSG_MODE: 'test', ALLOW_SANDBOX: 'false' }).github.allowSandbox,
+    ).toBe(false);
   });
 
   it('refuses half a pair of AWS credentials', () => {
