@@ -116,6 +116,8 @@ export interface SiteCreationContext {
   cancelledBy: string | null;
   /** 0 for the first go; each operator retry or rollback adds one. */
   generation: number;
+  /** Outcome e-mails that could not be sent; the outcome they report stands. */
+  undelivered: Array<{ kind: MailKind; error: ErrorRecord }>;
   /** How this go started, when an operator started it. */
   resumeMode: 'retry' | 'rollback' | null;
 }
@@ -338,7 +340,11 @@ const forwardStep = (
     initial: extra.skipUnless ? 'deciding' : 'running',
     states: {
       ...(extra.skipUnless
-        ? { deciding: { always: [{ guard: extra.skipUnless, target: 'running' }, { target: next }] } }
+        ? {
+            deciding: {
+              always: [{ guard: extra.skipUnless, target: 'running' }, { target: next }],
+            },
+          }
         : {}),
       running: {
         on: cancelLater,
@@ -354,7 +360,11 @@ const forwardStep = (
             { target: next, actions: done },
           ],
           onError: [
-            { guard: 'cancelRequested', target: '#siteCreation.rollingBack', actions: 'recordCancel' },
+            {
+              guard: 'cancelRequested',
+              target: '#siteCreation.rollingBack',
+              actions: 'recordCancel',
+            },
             ...retryOrFail(src, '#siteCreation.rollingBack'),
           ],
         },
@@ -425,7 +435,10 @@ const mailStep = (
           target: 'waiting',
           actions: { type: 'scheduleRetry', params: { step } },
         },
-        ...next.map((outcome) => ({ ...outcome, actions: 'clearRetry' as const })),
+        ...next.map((outcome) => ({
+          ...outcome,
+          actions: { type: 'recordUndelivered', params: { kind } } as const,
+        })),
       ],
     },
   } as const;
@@ -539,6 +552,10 @@ export const siteCreationMachine = setup({
     })),
     recordFailure: assign(({ event }, params: { step: StepName }) => ({
       failure: { step: params.step, error: errorOf(event) },
+      retry: null,
+    })),
+    recordUndelivered: assign(({ context, event }, params: { kind: MailKind }) => ({
+      undelivered: [...context.undelivered, { kind: params.kind, error: errorOf(event) }],
       retry: null,
     })),
     recordLeftBehind: assign(({ context, event }, params: { step: StepName }) => {
@@ -891,6 +908,7 @@ function initialContext(input: SiteCreationInput): SiteCreationContext {
     leftBehind: [],
     cancelledBy: null,
     generation: 0,
+    undelivered: [],
     resumeMode: null,
   };
   const resume = input.resume;

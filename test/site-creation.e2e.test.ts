@@ -114,6 +114,16 @@ describe.each(databaseKinds)('site creation end to end on %s', (kind) => {
     expect(sites[0]).toMatchObject({ site_status: 'LAUNCH', job_status: 'READY' });
     expect(runs[0]).toMatchObject({ status: 'succeeded', state: 'done' });
     expect(h.sink.messages).toHaveLength(0);
+    const failed = await h.db
+      .selectFrom('run_events')
+      .selectAll()
+      .where('type', '=', 'step.failed')
+      .where('step', '=', 'sendSuccessMail')
+      .execute();
+    expect(failed).toHaveLength(1);
+    expect(runs[0]?.resources).toMatchObject({
+      undeliveredMail: [{ kind: 'success', error: expect.objectContaining({ status: 550 }) }],
+    });
   });
 
   it('sends the success e-mail once after a passing mail-server refusal', async () => {

@@ -97,6 +97,8 @@ export function eventsBetween(
     const newFailure =
       next.context.failure?.step === leftStep && previous.context.failure !== next.context.failure;
     const newLeftBehind = next.context.leftBehind.length > previous.context.leftBehind.length;
+    const undelivered = next.context.undelivered ?? [];
+    const newUndelivered = undelivered.length > (previous.context.undelivered ?? []).length;
 
     if (retry && retry.step === leftStep && after.endsWith('.waiting')) {
       events.push({
@@ -107,10 +109,12 @@ export function eventsBetween(
         error: retry.error,
         detail: { retryAt: new Date(retry.retryAt).toISOString() },
       });
-    } else if (newFailure || newLeftBehind) {
+    } else if (newFailure || newLeftBehind || newUndelivered) {
       const error = newLeftBehind
         ? next.context.leftBehind[next.context.leftBehind.length - 1]?.error
-        : next.context.failure?.error;
+        : newUndelivered
+          ? undelivered[undelivered.length - 1]?.error
+          : next.context.failure?.error;
       events.push({
         type: 'step.failed',
         step: leftStep,

@@ -450,7 +450,12 @@ class Persister {
           siteId: context.siteId,
           requesterEmail: context.requesterEmail,
           siteName: context.request?.siteName ?? null,
-          resources: { repo: context.repo, app: context.app, leftBehind: context.leftBehind },
+          resources: {
+            repo: context.repo,
+            app: context.app,
+            leftBehind: context.leftBehind,
+            undeliveredMail: context.undelivered ?? [],
+          },
           error: (context.failure?.error ?? null) as ErrorRecord | null,
           finishedAt: finished ? new Date() : null,
         });
