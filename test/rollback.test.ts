@@ -142,6 +142,8 @@ describe.each(databaseKinds)('rollback and operator controls on %s', (kind) => {
     expect(rollback.status).toBe(202);
     expect(h.sandbox.github.state.getRepo(ORG, 'existing-site')?.description).toBe('hand made');
     expect(h.sandbox.github.requests.filter((r) => r.method === 'DELETE')).toEqual([]);
+    // The requester heard the outcome once, from the go that failed.
+    expect(h.sink.messages).toHaveLength(1);
   });
 
   it('ends in needsCleanup and tells operations what is left when an undo fails for good', async () => {
@@ -277,6 +279,9 @@ describe.each(databaseKinds)('rollback and operator controls on %s', (kind) => {
     const done = await operate(h, runId, 'retry');
     const missing = await operate(h, '00000000-0000-0000-0000-000000000000', 'cancel');
 
+    const badLimit = await h.service.app.request('/runs?limit=-5', { headers: ADMIN });
+
+    expect(badLimit.status).toBe(400);
     expect(anonymous.status).toBe(401);
     expect(done.status).toBe(409);
     expect(missing.status).toBe(404);

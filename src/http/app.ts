@@ -78,7 +78,10 @@ export function createApp(deps: AppDependencies) {
 
       return c.json({ error: 'bad_status', message }, 400);
     }
-    const limit = Math.min(Number(c.req.query('limit') ?? 100) || 100, 500);
+    const limit = Number(c.req.query('limit') ?? 100);
+    if (!Number.isInteger(limit) || limit < 1 || limit > 500) {
+      return c.json({ error: 'bad_limit', message: 'limit must be a whole number, 1 to 500' }, 400);
+    }
     const runs = await listRuns(deps.db, {
       ...(status ? { status: status as RunStatus } : {}),
       limit,

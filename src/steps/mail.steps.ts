@@ -33,6 +33,10 @@ export interface MailStepDependencies {
 export function createMailStep(deps: MailStepDependencies) {
   return step<StepInput & { kind: MailKind }, void>(async (input, signal) => {
     const { context } = input;
+    // An operator's rollback of a run that already failed tells the requester nothing new:
+    // they heard the outcome from the go that failed.
+    if (input.kind === 'failure' && context.resumeMode === 'rollback') return;
+
     // One outcome mail per kind per go: an operator's retry may fail or succeed anew.
     const kind = context.generation === 0 ? input.kind : `${input.kind}#${context.generation}`;
     if (await findMail(deps.db, context.runId, kind)) return;

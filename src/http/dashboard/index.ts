@@ -313,6 +313,8 @@ function refuse(c: Context): Response {
 function safeNext(next: string | undefined): string {
   if (next === undefined || !/^\/dashboard([/?]|$)/.test(next)) return BASE;
   if (next.includes('//') || next.includes('\\')) return BASE;
+  // Control characters (CR, LF) have no place in a path and would break the Location header.
+  if (/[\u0000-\u001f\u007f]/.test(next)) return BASE;
 
   return next;
 }
