@@ -76,7 +76,7 @@ function keysOf(value: unknown, into = new Set<string>()): Set<string> {
 }
 
 describe('the INSPECT_WS_URL setting', () => {
-  const base = { FORMSG_SECRET_KEY: 'irrelevant-here' };
+  const base = { FORMSG_SECRET_KEY: Buffer.alloc(32, 3).toString('base64') };
 
   const loopback = [
     'ws://127.0.0.1:9999',
