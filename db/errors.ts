@@ -18,7 +18,7 @@ import {
   type QueryResult,
   type TransactionSettings,
 } from 'kysely';
-import { AppError, PermanentError, TransientError } from '../src/errors.js';
+import { AppError, NETWORK_ERROR_CODES, PermanentError, TransientError } from '../src/errors.js';
 
 /** SQLSTATE of a unique violation. */
 export const UNIQUE_VIOLATION = '23505';
@@ -39,17 +39,6 @@ const TRANSIENT_STATES = new Set([
   '57P01', // admin shutdown
   '57P02', // crash shutdown
   '57P03', // cannot connect now
-]);
-
-/** Socket-level codes Node gives to network faults. */
-const TRANSIENT_SOCKET_CODES = new Set([
-  'ECONNREFUSED',
-  'ECONNRESET',
-  'EPIPE',
-  'ETIMEDOUT',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'EAI_AGAIN',
 ]);
 
 /** Where a fault happened: failing to obtain a connection is worth another try. */
@@ -73,7 +62,7 @@ export function toDatabaseError(error: unknown, phase: DatabasePhase = 'query'):
     });
   }
 
-  if (code !== undefined && TRANSIENT_SOCKET_CODES.has(code)) {
+  if (code !== undefined && NETWORK_ERROR_CODES.has(code)) {
     return new TransientError('the database could not be reached', {
       service: 'database',
       code,

@@ -14,7 +14,13 @@ import {
   StartJobCommand,
   type App,
 } from '@aws-sdk/client-amplify';
-import { AppError, PermanentError, TransientError, isAbortError } from './errors.js';
+import {
+  AppError,
+  NETWORK_ERROR_CODES,
+  PermanentError,
+  TransientError,
+  isAbortError,
+} from './errors.js';
 
 export interface AmplifySettings {
   region: string;
@@ -278,20 +284,8 @@ const SERVER_FAULTS = new Set([
   'InternalServerError',
 ]);
 
-/** Socket-level failures that say nothing about the request itself. */
-const NETWORK_CODES = new Set([
-  'ECONNRESET',
-  'ECONNREFUSED',
-  'ECONNABORTED',
-  'ETIMEDOUT',
-  'EPIPE',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'ENETDOWN',
-  'EAI_AGAIN',
-  'ENOTFOUND',
-  'UND_ERR_SOCKET',
-]);
+/** Socket failures, plus Amplify's own name for an unresolvable host and undici's. */
+const NETWORK_CODES = new Set([...NETWORK_ERROR_CODES, 'ENOTFOUND', 'UND_ERR_SOCKET']);
 
 /**
  * Turns whatever the SDK threw into a TransientError or a PermanentError, from the error name,

@@ -18,6 +18,22 @@ export interface AppErrorOptions {
   cause?: unknown;
 }
 
+/**
+ * Socket codes that say the connection failed, not the request: worth another try whoever
+ * the peer is (GitHub, Amplify, PostgreSQL).
+ */
+export const NETWORK_ERROR_CODES: ReadonlySet<string> = new Set([
+  'ECONNRESET',
+  'ECONNREFUSED',
+  'ECONNABORTED',
+  'ETIMEDOUT',
+  'EPIPE',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENETDOWN',
+  'EAI_AGAIN',
+]);
+
 /** Base class of every error this service raises on purpose. */
 export abstract class AppError extends Error {
   abstract readonly retryable: boolean;

@@ -6,6 +6,7 @@ import { Octokit } from '@octokit/rest';
 import {
   AppError,
   NameTakenError,
+  NETWORK_ERROR_CODES,
   PermanentError,
   TransientError,
   isAbortError,
@@ -269,18 +270,6 @@ interface GithubErrorBody {
   errors?: unknown;
 }
 
-/** Socket and undici codes that mean the connection failed, not the request. */
-const NETWORK_CODES = new Set([
-  'ECONNRESET',
-  'ECONNREFUSED',
-  'ECONNABORTED',
-  'ETIMEDOUT',
-  'EPIPE',
-  'EAI_AGAIN',
-  'ENETUNREACH',
-  'EHOSTUNREACH',
-]);
-
 /**
  * Turns anything a GitHub call threw into an AppError. Decided by status code, headers and
  * structured error fields, never by message text:
@@ -422,7 +411,7 @@ function errorCode(error: Error): string | undefined {
 
 function isNetworkCode(code: string): boolean {
   // undici names its own socket failures UND_ERR_*: closed sockets, connect timeouts.
-  return NETWORK_CODES.has(code) || code.startsWith('UND_ERR_');
+  return NETWORK_ERROR_CODES.has(code) || code.startsWith('UND_ERR_');
 }
 
 function parseTemplate(template: string | undefined): { owner: string; repo: string } | undefined {

@@ -63,7 +63,7 @@ describe.skipIf(!postgres)('instances sharing PostgreSQL (needs TEST_DATABASE_UR
     const slow = h.sandbox.amplify.faults.add({ method: 'POST', path: /^\/apps$/, delayMs: 2_000 });
     const response = await h.post(h.build({ repoName: 'handed-over' }));
     const { runId } = (await response.json()) as { runId: string };
-    await waitForState(h, runId, 'creatingAmplify');
+    await h.waitForState(runId, 'creatingAmplify');
 
     // What a crash does to the lock: the connection goes, and the server drops its locks.
     await sql`
@@ -82,20 +82,6 @@ describe.skipIf(!postgres)('instances sharing PostgreSQL (needs TEST_DATABASE_UR
     expect(h.sink.messages).toHaveLength(1);
   });
 });
-
-async function waitForState(h: Harness, runId: string, prefix: string): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    const run = await h.db
-      .selectFrom('runs')
-      .select('state')
-      .where('id', '=', runId)
-      .executeTakeFirst();
-    if (run?.state.startsWith(prefix)) return;
-    if (Date.now() > deadline) throw new Error(`run never reached ${prefix}; last ${run?.state}`);
-    await new Promise((done) => setTimeout(done, 20));
-  }
-}
 
 describe.skipIf(!postgres)('runs through the pg-boss queue (needs TEST_DATABASE_URL)', () => {
   let h: Harness;

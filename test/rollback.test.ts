@@ -11,15 +11,6 @@ import { ORG, startHarness, type Harness } from './helpers/harness.js';
 
 const ADMIN = { authorization: 'Bearer test-admin-token-0123456789' };
 
-async function rows(h: Harness) {
-  return {
-    sites: await h.db.selectFrom('sites').selectAll().execute(),
-    repos: await h.db.selectFrom('repos').selectAll().execute(),
-    deployments: await h.db.selectFrom('deployments').selectAll().execute(),
-    runs: await h.db.selectFrom('runs').selectAll().execute(),
-  };
-}
-
 /** Makes the next write matching `when` fail with a real database error. */
 async function failWrites(h: Harness, table: string, when = 'true'): Promise<void> {
   await sql
@@ -37,20 +28,6 @@ async function failWrites(h: Harness, table: string, when = 'true'): Promise<voi
        FOR EACH ROW EXECUTE FUNCTION injected_failure()`,
     )
     .execute(h.db);
-}
-
-async function waitForState(h: Harness, runId: string, prefix: string): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    const run = await h.db
-      .selectFrom('runs')
-      .select('state')
-      .where('id', '=', runId)
-      .executeTakeFirst();
-    if (run?.state.startsWith(prefix)) return;
-    if (Date.now() > deadline) throw new Error(`run never reached ${prefix}; last ${run?.state}`);
-    await new Promise((done) => setTimeout(done, 20));
-  }
 }
 
 async function operate(h: Harness, runId: string, action: string, headers = ADMIN) {
@@ -118,7 +95,7 @@ describe.each(databaseKinds)('rollback and operator controls on %s', (kind) => {
 
       await h.submit({ repoName: 'short-lived' });
 
-      const { sites, repos, deployments, runs } = await rows(h);
+      const { sites, repos, deployments, runs } = await h.rows();
       expect(runs[0]).toMatchObject({ status: 'failed', state: 'failed' });
       expect(sites).toHaveLength(1);
       expect(sites[0]).toMatchObject({ job_status: 'FAILURE', site_status: 'INIT' });
@@ -152,7 +129,7 @@ describe.each(databaseKinds)('rollback and operator controls on %s', (kind) => {
 
     await h.submit({ repoName: 'stuck-repo' });
 
-    const { runs, sites } = await rows(h);
+    const { runs, sites } = await h.rows();
     expect(runs[0]).toMatchObject({ status: 'needs_cleanup', state: 'needsCleanup' });
     expect(sites[0]).toMatchObject({ job_status: 'FAILURE' });
     expect(h.sandbox.github.state.getRepo(ORG, 'stuck-repo')).toBeDefined();
@@ -175,7 +152,7 @@ describe.each(databaseKinds)('rollback and operator controls on %s', (kind) => {
     await h.settle();
 
     expect(response.status).toBe(202);
-    const { runs } = await rows(h);
+    const { runs } = await h.rows();
     expect(runs[0]).toMatchObject({ status: 'failed' });
     expect(h.sandbox.github.state.listRepos(ORG)).toEqual([]);
   });
@@ -189,14 +166,14 @@ describe.each(databaseKinds)('rollback and operator controls on %s', (kind) => {
     });
     const { body } = await h.submit({ repoName: 'second-try' });
     const runId = String(body.runId);
-    expect((await rows(h)).runs[0]).toMatchObject({ status: 'failed' });
+    expect((await h.rows()).runs[0]).toMatchObject({ status: 'failed' });
     h.sandbox.amplify.faults.remove(outage);
 
     const response = await operate(h, runId, 'retry');
     await h.settle();
 
     expect(response.status).toBe(202);
-    const { sites, repos, deployments, runs } = await rows(h);
+    const { sites, repos, deployments, runs } = await h.rows();
     expect(runs[0]).toMatchObject({ status: 'succeeded', state: 'done' });
     expect(sites).toHaveLength(1);
     expect(sites[0]).toMatchObject({ site_status: 'LAUNCH', job_status: 'READY' });
@@ -231,13 +208,13 @@ describe.each(databaseKinds)('rollback and operator controls on %s', (kind) => {
     h.sandbox.amplify.faults.add({ method: 'POST', path: /^\/apps$/, delayMs: 1_500 });
     const response = await h.post(h.build({ repoName: 'cancelled-site' }));
     const { runId } = (await response.json()) as { runId: string };
-    await waitForState(h, runId, 'creatingAmplify');
+    await h.waitForState(runId, 'creatingAmplify');
 
     const cancel = await operate(h, runId, 'cancel');
     await h.settle();
 
     expect(cancel.status).toBe(202);
-    const { runs, sites } = await rows(h);
+    const { runs, sites } = await h.rows();
     expect(runs[0]).toMatchObject({ status: 'failed' });
     expect(sites[0]).toMatchObject({ job_status: 'FAILURE' });
     expect(h.sandbox.github.state.listRepos(ORG)).toEqual([]);
@@ -258,14 +235,14 @@ describe.each(databaseKinds)('rollback and operator controls on %s', (kind) => {
     });
     const response = await h.post(h.build({ repoName: 'waiting-site' }));
     const { runId } = (await response.json()) as { runId: string };
-    await waitForState(h, runId, 'creatingAmplify.creatingApp.waiting');
+    await h.waitForState(runId, 'creatingAmplify.creatingApp.waiting');
 
     const started = Date.now();
     await operate(h, runId, 'cancel');
     await h.settle();
 
     expect(Date.now() - started).toBeLessThan(10_000);
-    expect((await rows(h)).runs[0]).toMatchObject({ status: 'failed' });
+    expect((await h.rows()).runs[0]).toMatchObject({ status: 'failed' });
     expect(h.sandbox.github.state.listRepos(ORG)).toEqual([]);
     const [mail] = await h.sink.waitFor(1);
     expect(mail?.text).not.toMatch(/Amplify app was deleted/);

@@ -13,17 +13,6 @@ function lower(addresses: string[] | undefined): string[] {
   return (addresses ?? []).map((address) => address.toLowerCase());
 }
 
-async function rows(h: Harness) {
-  const db = h.db;
-
-  return {
-    sites: await db.selectFrom('sites').selectAll().execute(),
-    repos: await db.selectFrom('repos').selectAll().execute(),
-    deployments: await db.selectFrom('deployments').selectAll().execute(),
-    runs: await db.selectFrom('runs').selectAll().execute(),
-  };
-}
-
 describe.each(databaseKinds)('site creation end to end on %s', (kind) => {
   let h: Harness;
 
@@ -42,7 +31,7 @@ describe.each(databaseKinds)('site creation end to end on %s', (kind) => {
 
     expect(response.status).toBe(200);
     expect(body.runId).toEqual(expect.any(String));
-    const { sites, repos, deployments, runs } = await rows(h);
+    const { sites, repos, deployments, runs } = await h.rows();
     expect(sites).toHaveLength(1);
     expect(sites[0]).toMatchObject({
       site_status: 'LAUNCH',
@@ -110,7 +99,7 @@ describe.each(databaseKinds)('site creation end to end on %s', (kind) => {
 
     await h.submit();
 
-    const { sites, runs } = await rows(h);
+    const { sites, runs } = await h.rows();
     expect(sites[0]).toMatchObject({ site_status: 'LAUNCH', job_status: 'READY' });
     expect(runs[0]).toMatchObject({ status: 'succeeded', state: 'done' });
     expect(h.sink.messages).toHaveLength(0);
@@ -133,7 +122,7 @@ describe.each(databaseKinds)('site creation end to end on %s', (kind) => {
     await h.submit();
 
     expect(h.sink.messages).toHaveLength(1);
-    const { runs } = await rows(h);
+    const { runs } = await h.rows();
     expect(runs[0]).toMatchObject({ status: 'succeeded' });
   });
 
@@ -141,7 +130,7 @@ describe.each(databaseKinds)('site creation end to end on %s', (kind) => {
     const { response } = await h.submit({ email: 'stranger@agency.gov.sg' });
 
     expect(response.status).toBe(200);
-    const { sites, runs } = await rows(h);
+    const { sites, runs } = await h.rows();
     expect(sites).toHaveLength(0);
     expect(runs[0]).toMatchObject({ status: 'failed', state: 'failed' });
     expect(h.sandbox.github.state.listRepos(ORG)).toHaveLength(0);
@@ -156,7 +145,7 @@ describe.each(databaseKinds)('site creation end to end on %s', (kind) => {
 
     await h.submit({ repoName: 'my site!' });
 
-    const { sites } = await rows(h);
+    const { sites } = await h.rows();
     expect(sites).toHaveLength(0);
     expect(h.sandbox.github.requests).toHaveLength(0);
     const [mail] = await h.sink.waitFor(1);
@@ -170,7 +159,7 @@ describe.each(databaseKinds)('site creation end to end on %s', (kind) => {
 
     await h.submit({ repoName: 'taken-name' });
 
-    const { sites, repos, runs } = await rows(h);
+    const { sites, repos, runs } = await h.rows();
     expect(sites[0]).toMatchObject({ job_status: 'FAILURE', site_status: 'INIT' });
     expect(repos).toHaveLength(0);
     expect(runs[0]).toMatchObject({ status: 'failed' });
@@ -194,7 +183,7 @@ describe.each(databaseKinds)('site creation end to end on %s', (kind) => {
 
     await h.submit({ repoName: 'doomed-site' });
 
-    const { sites, repos, deployments } = await rows(h);
+    const { sites, repos, deployments } = await h.rows();
     expect(sites[0]).toMatchObject({ job_status: 'FAILURE' });
     expect(repos).toHaveLength(0);
     expect(deployments).toHaveLength(0);
@@ -210,7 +199,7 @@ describe.each(databaseKinds)('site creation end to end on %s', (kind) => {
       expect(response.status).toBe(400);
       const body = (await response.json()) as { error: string };
       expect(body.error).toBe(reason);
-      const { runs, sites } = await rows(h);
+      const { runs, sites } = await h.rows();
       expect(runs).toHaveLength(0);
       expect(sites).toHaveLength(0);
       expect(h.sandbox.github.requests).toHaveLength(0);

@@ -3,7 +3,7 @@
  * emulators, a real SMTP sink, and a form key pair. Submissions are built exactly as FormSG
  * builds them and posted through the Hono app.
  */
-import type { Kysely } from 'kysely';
+import type { Kysely, Selectable } from 'kysely';
 import type { Database } from '../../db/schema.js';
 import { addUser } from '../../db/users.repository.js';
 import { loadConfig, type Config } from '../../src/config.js';
@@ -52,7 +52,18 @@ export interface Harness {
   /** Posts a submission and waits until every run it started is final. */
   submit(answers?: Partial<Record<keyof FieldTitles, string>>): Promise<{ response: Response; body: Record<string, unknown>; submission: TestSubmission }>;
   settle(): Promise<void>;
+  /** Every row of the tables a run writes. */
+  rows(): Promise<Rows>;
+  /** Resolves once the run's saved state starts with `prefix`. */
+  waitForState(runId: string, prefix: string): Promise<void>;
   close(): Promise<void>;
+}
+
+export interface Rows {
+  sites: Selectable<Database['sites']>[];
+  repos: Selectable<Database['repos']>[];
+  deployments: Selectable<Database['deployments']>[];
+  runs: Selectable<Database['runs']>[];
 }
 
 interface BuildOptions {
@@ -189,6 +200,31 @@ export async function startHarness(
       return { response, body, submission };
     },
     settle: () => service.driver.idle(),
+    async rows() {
+      const db = database.db;
+
+      return {
+        sites: await db.selectFrom('sites').selectAll().execute(),
+        repos: await db.selectFrom('repos').selectAll().execute(),
+        deployments: await db.selectFrom('deployments').selectAll().execute(),
+        runs: await db.selectFrom('runs').selectAll().execute(),
+      };
+    },
+    async waitForState(runId, prefix) {
+      const deadline = Date.now() + 10_000;
+      for (;;) {
+        const run = await database.db
+          .selectFrom('runs')
+          .select('state')
+          .where('id', '=', runId)
+          .executeTakeFirst();
+        if (run?.state.startsWith(prefix)) return;
+        if (Date.now() > deadline) {
+          throw new Error(`run never reached ${prefix}; last ${run?.state ?? 'unknown'}`);
+        }
+        await new Promise((done) => setTimeout(done, 20));
+      }
+    },
     async close() {
       await service.close();
       await sandbox.close();
