@@ -71,7 +71,7 @@ export interface AmplifyGateway {
   /** Starts a RELEASE job unless one already exists for the branch; returns the job id. */
   ensureReleaseJob(appId: string, branchName: string, signal?: AbortSignal): Promise<string>;
   /** Deletes the app; already gone counts as done. */
-  deleteApp(appId: string, signal?: AbortSignal): Promise<void>;
+  deleteApp(appId: string, signal?: AbortSignal): Promise<boolean>;
 }
 
 /** Context that makes a classified error's message useful without leaking anything. */
@@ -257,8 +257,10 @@ export function createAmplifyClient(settings: AmplifySettings): AmplifyGateway {
         await call('DeleteApp', signal, (options) =>
           client.send(new DeleteAppCommand({ appId }), options),
         );
+
+        return true;
       } catch (error) {
-        if (isNotFound(error)) return;
+        if (isNotFound(error)) return false;
         throw error;
       }
     },

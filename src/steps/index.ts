@@ -262,10 +262,13 @@ export function createSteps(deps: StepDependencies): NonNullable<Actors> {
       const tagged = await amplify.findAppsByTags({ [RUN_TAG]: context.runId }, signal);
       for (const app of tagged) ids.add(app.appId);
 
-      for (const appId of ids) await amplify.deleteApp(appId, signal);
+      let removed = false;
+      for (const appId of ids) {
+        if (await amplify.deleteApp(appId, signal)) removed = true;
+      }
       if (context.siteId !== null) await deleteDeploymentBySite(db, context.siteId);
 
-      return { removed: ids.size > 0 };
+      return { removed };
     }),
 
     deleteRepo: step(async ({ context }, signal): Promise<UndoOutput> => {
@@ -285,7 +288,11 @@ export function createSteps(deps: StepDependencies): NonNullable<Actors> {
     }),
 
     markSiteFailed: step(async ({ context }) => {
-      await setSiteStatus(db, context.siteId ?? missing('siteId'), { jobStatus: 'FAILURE' });
+      // INIT as well: a cancel can land after the site was marked LAUNCH, and it is gone now.
+      await setSiteStatus(db, context.siteId ?? missing('siteId'), {
+        siteStatus: 'INIT',
+        jobStatus: 'FAILURE',
+      });
     }),
 
     sendMail: createMailStep(deps),

@@ -99,7 +99,9 @@ export function renderMail(
       });
     }
     case 'failure': {
-      const opsNotified = context.leftBehind.length > 0 && context.opsEmail !== null;
+      const opsMailFailed = context.undelivered.some((mail) => mail.kind === 'ops');
+      const opsNotified =
+        context.leftBehind.length > 0 && context.opsEmail !== null && !opsMailFailed;
 
       return siteFailedMail({
         siteName,
