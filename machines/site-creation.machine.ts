@@ -122,11 +122,8 @@ export interface SiteCreationContext {
   resumeMode: 'retry' | 'rollback' | null;
 }
 
-/** The names of the steps, one per invoking state. */
-export type StepName =
-  | 'authenticate'
-  | 'validateRequest'
-  | 'findUser'
+/** The steps that build the site, in the order they run; each is a `forwardStep` state. */
+type ForwardActor =
   | 'createSite'
   | 'createRepository'
   | 'waitForRepoContent'
@@ -137,7 +134,14 @@ export type StepName =
   | 'ensureAppBranches'
   | 'startBuilds'
   | 'recordDeployment'
-  | 'markSiteReady'
+  | 'markSiteReady';
+
+/** The names of the steps, one per invoking state. */
+export type StepName =
+  | 'authenticate'
+  | 'validateRequest'
+  | 'findUser'
+  | ForwardActor
   | 'reopenSite'
   | 'sendSuccessMail'
   | 'deleteApp'
@@ -299,18 +303,6 @@ const cancelNow = {
 /** A cancel while a step's call is in flight waits for the call's answer. */
 const cancelLater = { 'run.cancel': { actions: 'requestCancel' } } as const;
 
-type ForwardActor =
-  | 'createSite'
-  | 'createRepository'
-  | 'waitForRepoContent'
-  | 'ensureRepoBranches'
-  | 'grantTeam'
-  | 'recordRepo'
-  | 'createApp'
-  | 'ensureAppBranches'
-  | 'startBuilds'
-  | 'recordDeployment'
-  | 'markSiteReady';
 
 /**
  * A forward step: on to `next` when it succeeds, back through `waiting` when it fails
