@@ -791,13 +791,7 @@ function createApp({ body, state }: Call): unknown {
     throw badRequest(`Value '${platform}' at 'platform' failed to satisfy enum constraint`);
   }
 
-  const tags = body.tags === undefined ? {} : readTags(body.tags);
-  if (!tags) throw badRequest("Value at 'tags' must be a map of strings");
-  const environmentVariables =
-    body.environmentVariables === undefined ? {} : readStringMap(body.environmentVariables);
-  if (!environmentVariables) {
-    throw badRequest("Value at 'environmentVariables' must be a map of strings");
-  }
+  const { tags, environmentVariables } = readTagsAndVariables(body);
 
   const buildSpec = optionalString(body, 'buildSpec');
   const app = state.createApp({
@@ -839,13 +833,7 @@ function createBranch({ params, body, state }: Call): unknown {
     throw badRequest(`Value '${stage}' at 'stage' failed to satisfy enum constraint`);
   }
 
-  const tags = body.tags === undefined ? {} : readTags(body.tags);
-  if (!tags) throw badRequest("Value at 'tags' must be a map of strings");
-  const environmentVariables =
-    body.environmentVariables === undefined ? {} : readStringMap(body.environmentVariables);
-  if (!environmentVariables) {
-    throw badRequest("Value at 'environmentVariables' must be a map of strings");
-  }
+  const { tags, environmentVariables } = readTagsAndVariables(body);
 
   const now = new Date();
   const branch: BranchRecord = {
@@ -1040,6 +1028,22 @@ function readStringMap(value: unknown): Record<string, string> | undefined {
   if (entries.some(([, item]) => typeof item !== 'string')) return undefined;
 
   return Object.fromEntries(entries) as Record<string, string>;
+}
+
+/** The `tags` and `environmentVariables` maps CreateApp and CreateBranch both take. */
+function readTagsAndVariables(body: Record<string, unknown>): {
+  tags: Record<string, string>;
+  environmentVariables: Record<string, string>;
+} {
+  const tags = body.tags === undefined ? {} : readTags(body.tags);
+  if (!tags) throw badRequest("Value at 'tags' must be a map of strings");
+  const environmentVariables =
+    body.environmentVariables === undefined ? {} : readStringMap(body.environmentVariables);
+  if (!environmentVariables) {
+    throw badRequest("Value at 'environmentVariables' must be a map of strings");
+  }
+
+  return { tags, environmentVariables };
 }
 
 /** Tags as AWS allows them: at most 50, keys 1..128 chars not starting `aws:`, values ≤ 256. */

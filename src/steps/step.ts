@@ -7,7 +7,10 @@ import { fromPromise } from 'xstate';
 import { TransientError, toErrorRecord } from '../errors.js';
 import type { StepInput } from '../../machines/site-creation.machine.js';
 
-export type StepFunction<TInput, TOutput> = (input: TInput, signal: AbortSignal) => Promise<TOutput>;
+export type StepFunction<TInput, TOutput> = (
+  input: TInput,
+  signal: AbortSignal,
+) => Promise<TOutput>;
 
 export interface StepOptions {
   /** Overrides the machine's per-step time limit, for steps that poll. */
