@@ -876,7 +876,8 @@ export const siteCreationMachine = setup({
   },
 });
 
-function initialContext(input: SiteCreationInput): SiteCreationContext {
+/** The context a run starts with: fresh, or carried over from an earlier go by an operator. */
+export function initialContext(input: SiteCreationInput): SiteCreationContext {
   const fresh: SiteCreationContext = {
     runId: input.runId,
     delivery: input.delivery,

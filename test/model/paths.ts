@@ -18,6 +18,7 @@ import {
   type StatePath,
 } from 'xstate/graph';
 import {
+  initialContext,
   siteCreationMachine,
   type SiteCreationContext,
   type SiteCreationEvent,
@@ -52,16 +53,19 @@ const DELIVERY = { signature: 't=1,s=a,f=b,v1=c', body: {} };
 
 /** What an earlier, failed go knew, for operator retries and rollbacks. */
 function earlierGo(overrides: Partial<SiteCreationContext>): SiteCreationContext {
-  return {
+  const fresh = initialContext({
     runId: 'model-run',
     delivery: null,
     policy: POLICY,
     stepTimeoutMs: 5_000,
     team: 'site-editors',
     opsEmail: 'ops@example.gov.sg',
+  });
+
+  return {
+    ...fresh,
     submissionId: '65a1b2c3d4e5f60718293a4b',
     formId: '65a1b2c3d4e5f60718293a4c',
-    responses: null,
     requesterEmail: 'officer@agency.gov.sg',
     request: {
       email: 'officer@agency.gov.sg',
@@ -73,16 +77,6 @@ function earlierGo(overrides: Partial<SiteCreationContext>): SiteCreationContext
     userId: 1,
     siteId: 1,
     attempted: { repo: true, app: true },
-    repo: null,
-    app: null,
-    retry: null,
-    failure: null,
-    undone: [],
-    leftBehind: [],
-    cancelledBy: null,
-    generation: 0,
-    undelivered: [],
-    resumeMode: null,
     ...overrides,
   };
 }
